@@ -1,0 +1,1 @@
+//! `--device` parsing: the CPU backend by default, wgpu and ndarray behind cargo features.

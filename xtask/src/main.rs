@@ -1,0 +1,54 @@
+//! The ant runner: `cargo xtask <command>` composes the workspace crates into the jobs a user
+//! runs (training, evaluation, inference, import, parity and cost checks, dataset tools).
+//!
+//! Every command lives in its own module with a clap `Args` struct and a `run` function.
+
+mod coco_eval;
+mod dataset;
+mod info;
+mod parity;
+mod import;
+mod device;
+
+use clap::{Parser, Subcommand};
+
+/// ANT: Adapt Network Across Time, on Burn.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train the three stages (standalone, supernet, joint) and evaluate.
+    Train,
+    /// Evaluate a training run on the test sequences.
+    Eval,
+    /// Parameters and GMAC of the detector and its backbone, for any subnet.
+    Info(info::InfoArgs),
+    /// Compare our detector with effdet's reference outputs.
+    Parity(parity::ParityArgs),
+    /// Convert an effdet/timm PyTorch checkpoint into our native format.
+    Import(import::ImportArgs),
+    /// UA-DETRAC tools: statistics, the synthetic generator, COCO export.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// COCO bbox evaluation of a results file against a ground-truth file (pycocotools' numbers).
+    CocoEval(coco_eval::CocoEvalArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train | Command::Eval => {
+            anyhow::bail!("not yet: training and evaluation land with their issues")
+        }
+        Command::Info(args) => info::run(args),
+        Command::Parity(args) => parity::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Dataset(command) => dataset::run(command),
+        Command::CocoEval(args) => coco_eval::run(args),
+    }
+}
