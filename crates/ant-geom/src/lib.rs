@@ -1,1 +1,26 @@
-//! ant-geom
+//! ant-geom: typed boxes, IoU, reference NMS and the letterbox resize map of the ANT detector.
+//!
+//! ANT (Adapt Network Across Time) detects vehicles in UA-DETRAC video with an EfficientDet
+//! supernet. This crate holds the plain-Rust geometry every other crate shares, with no Burn
+//! dependency so it compiles fast and is easy to property-test:
+//!
+//! - [`BoxXyxy`] and [`BoxXywh`]: continuous pixel coordinates, areas without the legacy `+1`
+//!   (the COCO rule), conversions as named functions.
+//! - [`nms`] and [`batched_nms`]: greedy non-maximum suppression with the semantics of
+//!   `torchvision.ops.nms` / `batched_nms` (suppress when IoU is strictly greater than the
+//!   threshold), plus naive references in [`nms::reference`] that the tests compare against.
+//! - [`Letterbox`]: effdet's `ResizePad` (keep aspect, pad at the bottom/right) as a box map
+//!   with its inverse, and the horizontal flip used by augmentation.
+//!
+//! Reference code: torchvision `ops/boxes.py` and effdet `data/transforms.py`
+//! (<https://github.com/rwightman/efficientdet-pytorch/blob/d43c9e34cd62d22b4205831bb735f6dd83b8e881/effdet/data/transforms.py>).
+
+#![warn(missing_docs)]
+
+pub mod boxes;
+pub mod letterbox;
+pub mod nms;
+
+pub use boxes::{BoxXywh, BoxXyxy};
+pub use letterbox::Letterbox;
+pub use nms::{batched_nms, nms};
