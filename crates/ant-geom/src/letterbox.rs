@@ -179,7 +179,8 @@ mod tests {
         #[test]
         fn should_flip_twice_to_identity(corners in prop::array::uniform4(0.0f32..1000.0)) {
             let original = BoxXyxy::new(corners[0], corners[1], corners[2], corners[3]);
-            let twice = Letterbox::flip_horizontal(Letterbox::flip_horizontal(original, 1000.0), 1000.0);
+            let once = Letterbox::flip_horizontal(original, 1000.0);
+            let twice = Letterbox::flip_horizontal(once, 1000.0);
             prop_assert!((twice.x1 - original.x1).abs() <= 1e-3);
             prop_assert!((twice.x2 - original.x2).abs() <= 1e-3);
             prop_assert_eq!(twice.y1, original.y1);

@@ -6,14 +6,14 @@
 //!
 //! - [`BoxXyxy`] and [`BoxXywh`]: continuous pixel coordinates, areas without the legacy `+1`
 //!   (the COCO rule), conversions as named functions.
-//! - [`nms`] and [`batched_nms`]: greedy non-maximum suppression with the semantics of
+//! - [`fn@nms`] and [`batched_nms`]: greedy non-maximum suppression with the semantics of
 //!   `torchvision.ops.nms` / `batched_nms` (suppress when IoU is strictly greater than the
 //!   threshold), plus naive references in [`nms::reference`] that the tests compare against.
 //! - [`Letterbox`]: effdet's `ResizePad` (keep aspect, pad at the bottom/right) as a box map
 //!   with its inverse, and the horizontal flip used by augmentation.
 //!
 //! Reference code: torchvision `ops/boxes.py` and effdet `data/transforms.py`
-//! (<https://github.com/rwightman/efficientdet-pytorch/blob/d43c9e34cd62d22b4205831bb735f6dd83b8e881/effdet/data/transforms.py>).
+//! (<https://github.com/rwightman/efficientdet-pytorch/blob/c6dff775a36cea0bf9b76c58e59f936411c5ce01/effdet/data/transforms.py>).
 
 #![warn(missing_docs)]
 

@@ -11,7 +11,7 @@
 //! IoU uses [`BoxXyxy::iou`], whose area is 0 for degenerate boxes; torchvision uses the
 //! signed area there. The two agree for every box with `x1 <= x2` and `y1 <= y2`.
 //!
-//! [`reference`] holds naive re-formulations that the tests compare the fast versions with, in
+//! [`mod@reference`] holds naive re-formulations that the tests compare the fast versions with, in
 //! the manner of imageproc's `suppress.rs`.
 
 use crate::BoxXyxy;

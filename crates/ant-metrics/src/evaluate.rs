@@ -1,6 +1,6 @@
 //! Stage 1 of COCO evaluation: match detections to ground truth per image, category and area
 //! range, as pycocotools' `COCOeval.evaluate`, `computeIoU` and `evaluateImg` do
-//! (<https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L122-L313>).
+//! (<https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L121-L313>).
 //!
 //! The rules, each as pycocotools has it:
 //! - Images are the ground truth's (all of them, sorted by id); categories likewise.

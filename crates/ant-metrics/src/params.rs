@@ -1,5 +1,5 @@
 //! Evaluation parameters; [`EvalParams::default`] is pycocotools' `Params(iouType='bbox')`
-//! (<https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L498>).
+//! (<https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L502-L511>).
 //!
 //! The thresholds are built exactly as `np.linspace` builds them (`start + i * step`, with the
 //! last value set to `stop`), so that they are bit-identical to pycocotools' and a box pair at

@@ -1,6 +1,6 @@
 //! Stage 3 of COCO evaluation: the 12 summary numbers of pycocotools' `COCOeval.stats` and
 //! their printed table (`COCOeval.summarize`,
-//! <https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L422-L496>).
+//! <https://github.com/cocodataset/cocoapi/blob/8c9bcc3cf640524c4c20a9c40e89cb6a2f2fa0e9/PythonAPI/pycocotools/cocoeval.py#L422-L493>).
 //!
 //! Each number is the mean of the entries above `-1` of a slice of the accumulated precision
 //! (AP) or recall (AR) arrays, and `-1` when there are none. As in pycocotools, `stats[0]`
