@@ -1,0 +1,495 @@
+//! Burn `Dataset`s over UA-DETRAC sequences: single frames (standalone and supernet training,
+//! evaluation) and clips of a key frame followed by non-key frames (the joint stage of ANT,
+//! Sec. 3.2, which trains with a fixed key/non-key scheduler, "1/3" in the paper).
+//!
+//! Items are cheap references ([`FrameRef`], [`ClipRef`]): the image path, the ground truth in
+//! frame pixels, the ignored regions and the flip decision. Decoding, resizing and
+//! normalisation happen in [`load_frame`], which the batcher runs in parallel with rayon.
+//!
+//! Only annotated frames become items: a frame number without a `<frame>` element is never
+//! used, neither as a sample nor as an empty negative, and clips only span annotated frames.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ant_geom::{BoxXyxy, Letterbox};
+use burn::data::dataset::Dataset;
+use image::RgbImage;
+
+use crate::annotation::SequenceAnnotation;
+use crate::classes::VehicleClass;
+use crate::error::DetracError;
+use crate::layout::{ReleaseLayout, SequencePaths};
+use crate::split::Split;
+use crate::transform::{
+    InputTransform, boxes_to_input, flip_boxes_horizontal, flip_image_horizontal,
+};
+
+/// A sequence's files and parsed annotation.
+#[derive(Debug, Clone)]
+pub struct LoadedSequence {
+    /// Where its files are.
+    pub paths: SequencePaths,
+    /// The parsed annotation.
+    pub annotation: SequenceAnnotation,
+}
+
+impl LoadedSequence {
+    /// Locates and parses one sequence of a release.
+    pub fn load(layout: &ReleaseLayout, sequence: &str) -> Result<Self, DetracError> {
+        let paths = layout.locate(sequence)?;
+        let annotation = SequenceAnnotation::from_file(&paths.annotation)?;
+        Ok(Self { paths, annotation })
+    }
+
+    /// Parses an annotation file whose frames are in `image_dir`.
+    pub fn from_files(annotation: &Path, image_dir: &Path) -> Result<Self, DetracError> {
+        let parsed = SequenceAnnotation::from_file(annotation)?;
+        Ok(Self {
+            paths: SequencePaths {
+                name: parsed.name.clone(),
+                annotation: annotation.to_path_buf(),
+                image_dir: image_dir.to_path_buf(),
+            },
+            annotation: parsed,
+        })
+    }
+}
+
+/// Loads every sequence of one split present in a release (split from `ROOT/splits.tsv` or
+/// the official list).
+pub fn load_split(
+    layout: &ReleaseLayout,
+    split: Split,
+) -> Result<Vec<LoadedSequence>, DetracError> {
+    layout
+        .split_sequences(split)?
+        .into_iter()
+        .map(|paths| {
+            let annotation = SequenceAnnotation::from_file(&paths.annotation)?;
+            Ok(LoadedSequence { paths, annotation })
+        })
+        .collect()
+}
+
+/// One ground-truth vehicle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GtBox {
+    /// The box in pixels (frame pixels in a [`FrameRef`], input pixels in a sample).
+    pub bbox: BoxXyxy,
+    /// The benchmark class.
+    pub class: VehicleClass,
+    /// The track id in its sequence.
+    pub track_id: u32,
+}
+
+/// One annotated frame, not yet decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameRef {
+    /// The sequence name.
+    pub sequence: Arc<str>,
+    /// The 1-based frame number.
+    pub frame: u32,
+    /// The JPEG of the frame.
+    pub image_path: PathBuf,
+    /// The ground truth, in frame pixels.
+    pub targets: Vec<GtBox>,
+    /// The ignored regions of the sequence, in frame pixels.
+    pub ignored_regions: Arc<[BoxXyxy]>,
+    /// Whether to mirror the frame (training augmentation).
+    pub flip: bool,
+}
+
+/// A clip: `frames[0]` is the key frame, the rest are the non-key frames that follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipRef {
+    /// Consecutive annotated frames, key frame first; all share one flip decision.
+    pub frames: Vec<FrameRef>,
+}
+
+/// The ground truth of a decoded frame, in network-input pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameTargets {
+    /// The sequence name.
+    pub sequence: Arc<str>,
+    /// The 1-based frame number.
+    pub frame: u32,
+    /// The vehicles, in input pixels, clipped to the resized image; boxes left empty by the
+    /// clip are dropped.
+    pub boxes: Vec<BoxXyxy>,
+    /// The 0-based class index of each box ([`VehicleClass::index`]).
+    pub classes: Vec<usize>,
+    /// The ignored regions in input pixels (no loss there; detections there are discarded).
+    pub ignored_regions: Vec<BoxXyxy>,
+    /// The map from frame pixels to input pixels; its `inverse` maps predictions back (to the
+    /// mirrored frame when `flipped`).
+    pub letterbox: Letterbox,
+    /// Whether the frame was mirrored.
+    pub flipped: bool,
+}
+
+/// A decoded, transformed frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameSample {
+    /// Normalised CHW pixels, `3 * input_height * input_width` values.
+    pub image: Vec<f32>,
+    /// Ground truth in input pixels.
+    pub targets: FrameTargets,
+}
+
+/// Decodes a frame's JPEG into RGB, with errors naming the file, sequence and frame.
+pub fn decode_frame(item: &FrameRef) -> Result<RgbImage, DetracError> {
+    let path = &item.image_path;
+    if !path.is_file() {
+        return Err(DetracError::MissingImage {
+            path: path.clone(),
+            sequence: item.sequence.to_string(),
+            frame: item.frame,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|source| DetracError::io(path, source))?;
+    if is_truncated_jpeg(&bytes) {
+        return Err(DetracError::TruncatedJpeg { path: path.clone() });
+    }
+    let image = image::load_from_memory(&bytes).map_err(|source| DetracError::Image {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(image.into_rgb8())
+}
+
+/// Whether `bytes` start like a JPEG (SOI marker) but lack the EOI marker at the end (trailing
+/// zero padding allowed).
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let end = bytes
+        .iter()
+        .rposition(|byte| *byte != 0)
+        .map_or(0, |last| last + 1);
+    !bytes[..end].ends_with(&[0xFF, 0xD9])
+}
+
+/// Decodes, flips (if asked), letterboxes and normalises one frame.
+pub fn load_frame(item: &FrameRef, transform: &InputTransform) -> Result<FrameSample, DetracError> {
+    let mut image = decode_frame(item)?;
+    let width = image.width() as f32;
+    let mut boxes: Vec<BoxXyxy> = item.targets.iter().map(|target| target.bbox).collect();
+    let mut ignored: Vec<BoxXyxy> = item.ignored_regions.to_vec();
+    if item.flip {
+        flip_image_horizontal(&mut image);
+        boxes = flip_boxes_horizontal(&boxes, width);
+        ignored = flip_boxes_horizontal(&ignored, width);
+    }
+    let (input, letterbox) = transform.letterbox_image(&image);
+    let input_boxes = boxes_to_input(&letterbox, &boxes);
+    let mut kept_boxes = Vec::with_capacity(input_boxes.len());
+    let mut classes = Vec::with_capacity(input_boxes.len());
+    for (rect, target) in input_boxes.into_iter().zip(&item.targets) {
+        if rect.width() > 0.0 && rect.height() > 0.0 {
+            kept_boxes.push(rect);
+            classes.push(target.class.index());
+        }
+    }
+    let ignored_regions = boxes_to_input(&letterbox, &ignored)
+        .into_iter()
+        .filter(|rect| rect.width() > 0.0 && rect.height() > 0.0)
+        .collect();
+    Ok(FrameSample {
+        image: transform.normalize(&input),
+        targets: FrameTargets {
+            sequence: item.sequence.clone(),
+            frame: item.frame,
+            boxes: kept_boxes,
+            classes,
+            ignored_regions,
+            letterbox,
+            flipped: item.flip,
+        },
+    })
+}
+
+/// Random horizontal flips, deterministic in (seed, epoch, item index).
+#[derive(Debug)]
+struct FlipAugment {
+    probability: f32,
+    seed: u64,
+    epoch: AtomicU64,
+}
+
+impl FlipAugment {
+    fn new(probability: f32, seed: u64) -> Self {
+        Self {
+            probability,
+            seed,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn decide(&self, index: usize) -> bool {
+        if self.probability <= 0.0 {
+            return false;
+        }
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let mixed =
+            splitmix64(self.seed ^ splitmix64(epoch.wrapping_mul(0x9E37_79B9) ^ index as u64));
+        let uniform = (mixed >> 40) as f32 / (1u64 << 24) as f32;
+        uniform < self.probability
+    }
+}
+
+/// SplitMix64: a tiny, well-mixed hash for per-item decisions.
+fn splitmix64(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The frame references of one annotated frame of a sequence.
+fn frame_ref(
+    sequence: &LoadedSequence,
+    name: &Arc<str>,
+    ignored: &Arc<[BoxXyxy]>,
+    num: u32,
+) -> FrameRef {
+    let frame = &sequence.annotation.frames[&num];
+    FrameRef {
+        sequence: name.clone(),
+        frame: num,
+        image_path: sequence.paths.image_path(num),
+        targets: frame
+            .targets
+            .iter()
+            .map(|target| GtBox {
+                bbox: target.bbox.to_xyxy(),
+                class: target.class(),
+                track_id: target.id,
+            })
+            .collect(),
+        ignored_regions: ignored.clone(),
+        flip: false,
+    }
+}
+
+/// Options of a [`FrameDataset`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameDatasetConfig {
+    /// Keep every `frame_step`-th annotated frame of each sequence (1 keeps all).
+    pub frame_step: usize,
+    /// Probability of a horizontal flip per item and epoch (0 for evaluation).
+    pub flip_probability: f32,
+    /// Seed of the flip decisions.
+    pub seed: u64,
+}
+
+impl Default for FrameDatasetConfig {
+    fn default() -> Self {
+        Self {
+            frame_step: 1,
+            flip_probability: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Annotated frames of some sequences, one item per frame.
+#[derive(Debug)]
+pub struct FrameDataset {
+    items: Vec<FrameRef>,
+    flip: FlipAugment,
+}
+
+impl FrameDataset {
+    /// All annotated frames (every `frame_step`-th) of the given sequences.
+    pub fn new(
+        sequences: &[LoadedSequence],
+        config: FrameDatasetConfig,
+    ) -> Result<Self, DetracError> {
+        if config.frame_step == 0 {
+            return Err(DetracError::InvalidConfig {
+                reason: "frame_step must be at least 1".to_string(),
+            });
+        }
+        let mut items = Vec::new();
+        for sequence in sequences {
+            let name: Arc<str> = Arc::from(sequence.annotation.name.as_str());
+            let ignored: Arc<[BoxXyxy]> = sequence.annotation.ignored_boxes().into();
+            for num in sequence.annotation.frames.keys().step_by(config.frame_step) {
+                items.push(frame_ref(sequence, &name, &ignored, *num));
+            }
+        }
+        if items.is_empty() {
+            return Err(DetracError::InvalidConfig {
+                reason: "no annotated frame in the given sequences".to_string(),
+            });
+        }
+        Ok(Self {
+            items,
+            flip: FlipAugment::new(config.flip_probability, config.seed),
+        })
+    }
+
+    /// Sets the epoch, which re-draws the flip decisions.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.flip.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The items without flip decisions.
+    pub fn items(&self) -> &[FrameRef] {
+        &self.items
+    }
+
+    /// Checks that every frame's JPEG exists (not that it decodes), before a long run.
+    pub fn check_images(&self) -> Result<(), DetracError> {
+        check_images(&self.items)
+    }
+}
+
+fn check_images(items: &[FrameRef]) -> Result<(), DetracError> {
+    match items.iter().find(|item| !item.image_path.is_file()) {
+        Some(item) => Err(DetracError::MissingImage {
+            path: item.image_path.clone(),
+            sequence: item.sequence.to_string(),
+            frame: item.frame,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Dataset<FrameRef> for FrameDataset {
+    fn get(&self, index: usize) -> Result<FrameRef, burn::data::dataset::DatasetError> {
+        let mut item = self.items[index].clone();
+        item.flip = self.flip.decide(index);
+        Ok(item)
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Options of a [`ClipDataset`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipDatasetConfig {
+    /// Frames per clip: one key frame then `clip_len - 1` non-key frames (3 is the paper's
+    /// fixed 1/3 scheduler).
+    pub clip_len: usize,
+    /// Distance in frame numbers between consecutive frames of a clip (1: consecutive frames).
+    pub frame_gap: u32,
+    /// Distance in frame numbers between the key frames of successive clips of a sequence;
+    /// `clip_len * frame_gap` gives non-overlapping clips.
+    pub clip_step: u32,
+    /// Probability of mirroring a whole clip.
+    pub flip_probability: f32,
+    /// Seed of the flip decisions.
+    pub seed: u64,
+}
+
+impl ClipDatasetConfig {
+    /// Non-overlapping clips of `clip_len` consecutive frames, no flips.
+    pub fn consecutive(clip_len: usize) -> Self {
+        Self {
+            clip_len,
+            frame_gap: 1,
+            clip_step: clip_len as u32,
+            flip_probability: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Clips of annotated frames: a key frame and the non-key frames that follow it.
+#[derive(Debug)]
+pub struct ClipDataset {
+    clips: Vec<ClipRef>,
+    flip: FlipAugment,
+}
+
+impl ClipDataset {
+    /// Every clip whose frames (`key`, `key + gap`, ...) are all annotated, key frames at
+    /// least `clip_step` apart.
+    pub fn new(
+        sequences: &[LoadedSequence],
+        config: ClipDatasetConfig,
+    ) -> Result<Self, DetracError> {
+        if config.clip_len == 0 || config.frame_gap == 0 || config.clip_step == 0 {
+            return Err(DetracError::InvalidConfig {
+                reason: format!(
+                    "clip_len ({}), frame_gap ({}) and clip_step ({}) must be at least 1",
+                    config.clip_len, config.frame_gap, config.clip_step
+                ),
+            });
+        }
+        let mut clips = Vec::new();
+        for sequence in sequences {
+            let annotation = &sequence.annotation;
+            let name: Arc<str> = Arc::from(annotation.name.as_str());
+            let ignored: Arc<[BoxXyxy]> = annotation.ignored_boxes().into();
+            let mut next_key = 0u32;
+            for &key in annotation.frames.keys() {
+                if key < next_key {
+                    continue;
+                }
+                let nums: Vec<u32> = (0..config.clip_len as u32)
+                    .map(|offset| key + offset * config.frame_gap)
+                    .collect();
+                if nums.iter().all(|num| annotation.is_annotated(*num)) {
+                    clips.push(ClipRef {
+                        frames: nums
+                            .iter()
+                            .map(|num| frame_ref(sequence, &name, &ignored, *num))
+                            .collect(),
+                    });
+                    next_key = key + config.clip_step;
+                }
+            }
+        }
+        if clips.is_empty() {
+            return Err(DetracError::InvalidConfig {
+                reason: format!(
+                    "no clip of {} annotated frames {} apart in the given sequences",
+                    config.clip_len, config.frame_gap
+                ),
+            });
+        }
+        Ok(Self {
+            clips,
+            flip: FlipAugment::new(config.flip_probability, config.seed),
+        })
+    }
+
+    /// Sets the epoch, which re-draws the flip decisions.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.flip.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The clips without flip decisions.
+    pub fn clips(&self) -> &[ClipRef] {
+        &self.clips
+    }
+
+    /// Checks that every frame's JPEG exists.
+    pub fn check_images(&self) -> Result<(), DetracError> {
+        self.clips
+            .iter()
+            .try_for_each(|clip| check_images(&clip.frames))
+    }
+}
+
+impl Dataset<ClipRef> for ClipDataset {
+    fn get(&self, index: usize) -> Result<ClipRef, burn::data::dataset::DatasetError> {
+        let mut clip = self.clips[index].clone();
+        let flip = self.flip.decide(index);
+        for frame in &mut clip.frames {
+            frame.flip = flip;
+        }
+        Ok(clip)
+    }
+
+    fn len(&self) -> usize {
+        self.clips.len()
+    }
+}

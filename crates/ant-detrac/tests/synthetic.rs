@@ -1,0 +1,88 @@
+//! The synthetic generator writes a release that the real loader reads: layout, split list,
+//! v3 XML, JPEGs, Dataset, Batcher and COCO export, and `synth.json`'s counts match the files.
+
+use std::path::PathBuf;
+
+use ant_detrac::dataset::{ClipDataset, ClipDatasetConfig, FrameDataset, FrameDatasetConfig};
+use ant_detrac::{
+    DetracBatcher, InputTransform, ReleaseLayout, SequenceStats, Split, SynthConfig, load_split,
+    to_coco, write_dataset,
+};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::Device;
+
+#[test]
+fn should_write_a_release_that_the_loader_reads() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("synthetic-release");
+    let _ = std::fs::remove_dir_all(&root);
+    let config = SynthConfig {
+        seed: 11,
+        sequences: 3,
+        frames: 12,
+        ..SynthConfig::default()
+    };
+    let summary = write_dataset(&config, &root).unwrap();
+    assert_eq!(summary.sequences.len(), 3);
+    assert!(
+        root.join("Insight-MVT_Annotation_Train/MVI_90001/img00001.jpg")
+            .is_file()
+    );
+    assert!(
+        root.join("Insight-MVT_Annotation_Test/MVI_90002/img00012.jpg")
+            .is_file()
+    );
+    assert!(
+        root.join("DETRAC-Train-Annotations-XML-v3/MVI_90001_v3.xml")
+            .is_file()
+    );
+    assert!(
+        root.join("DETRAC-Test-Annotations-XML-v3/MVI_90002_v3.xml")
+            .is_file()
+    );
+    assert!(root.join("splits.tsv").is_file() && root.join("synth.json").is_file());
+
+    let layout = ReleaseLayout::new(&root);
+    let splits = layout.split_list().unwrap();
+    assert_eq!(splits.sequences(Split::Test), ["MVI_90002"]);
+    let train = load_split(&layout, Split::Train).unwrap();
+    let test = load_split(&layout, Split::Test).unwrap();
+    assert_eq!(train.len(), 2);
+    assert_eq!(test.len(), 1);
+    for sequence in train.iter().chain(&test) {
+        let info = summary
+            .sequences
+            .iter()
+            .find(|info| info.name == sequence.annotation.name)
+            .unwrap();
+        let stats = SequenceStats::of(&sequence.annotation);
+        assert_eq!(stats.annotated_frames, info.annotated_frames);
+        assert_eq!(stats.targets, info.targets);
+        assert!(stats.ignored_regions >= 1);
+    }
+
+    let frames = FrameDataset::new(&train, FrameDatasetConfig::default()).unwrap();
+    frames.check_images().unwrap();
+    let batcher = DetracBatcher::new(InputTransform::new(320, 320));
+    let items = (0..4).map(|index| frames.get(index).unwrap()).collect();
+    let batch = batcher.batch(items, &Device::flex()).unwrap();
+    assert_eq!(batch.images.dims(), [4, 3, 320, 320]);
+    assert!(
+        batch
+            .targets
+            .iter()
+            .any(|targets| !targets.boxes.is_empty())
+    );
+
+    let clips = ClipDataset::new(&train, ClipDatasetConfig::consecutive(3)).unwrap();
+    // MVI_90003 has frames 7..=9 unannotated: clips 1-3, 4-6, 10-12; MVI_90001 has four.
+    assert_eq!(clips.len(), 7);
+
+    let coco = to_coco(&test, &root, 1).unwrap();
+    assert_eq!(coco.images.len(), 12);
+    assert_eq!(
+        coco.images[0].file_name,
+        "Insight-MVT_Annotation_Test/MVI_90002/img00001.jpg"
+    );
+    assert_eq!((coco.images[0].width, coco.images[0].height), (480, 270));
+}
