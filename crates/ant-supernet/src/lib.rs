@@ -1,1 +1,40 @@
-//! ant-supernet
+//! # ant-supernet
+//!
+//! The model definition of ANT (*Adapt Network Across Time for Efficient Video Processing*,
+//! CVPR 2022 ECV workshop): EfficientDet-D0 whose EfficientNet-B0 backbone is a
+//! weight-sharing **width supernet**. Six MBConv6 stages each take an expansion ratio in
+//! {1..6} ([`SubnetArch`]); every subnet's weights are the first channels of the largest.
+//!
+//! Numerically identical to effdet's `tf_efficientdet_d0` at ratio 6 everywhere (see the
+//! `parity` test), importable from effdet's PyTorch checkpoints ([`EfficientDet::from_effdet`]),
+//! with cost accounting for any subnet ([`detector_cost`]).
+//!
+//! No training loop lives here: see `ant-train`. The temporal modules (`ant-temporal`) reach
+//! the stage-level features through [`EfficientDet::forward_backbone`] and run BiFPN and heads
+//! on fused features through [`EfficientDet::forward_pyramid`].
+#![warn(missing_docs)]
+
+pub mod anchors;
+pub mod arch;
+pub mod backbone;
+pub mod bifpn;
+pub mod checkpoint;
+pub mod config;
+pub mod cost;
+pub mod detector;
+pub mod error;
+pub mod head;
+pub mod nn;
+pub mod parity;
+pub mod postprocess;
+pub mod weights;
+
+pub use anchors::Anchors;
+pub use arch::SubnetArch;
+pub use backbone::BackboneFeatures;
+pub use config::EfficientDetConfig;
+pub use cost::{Cost, DetectorCost, detector_cost};
+pub use detector::{EfficientDet, HeadOutputs};
+pub use error::{Result, SupernetError};
+pub use postprocess::{Detection, Detections};
+pub use weights::WeightMap;

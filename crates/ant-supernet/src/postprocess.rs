@@ -1,0 +1,116 @@
+//! From raw head outputs to detections: top-k candidates by class logit, box decoding,
+//! per-class NMS, the best `max_detections` kept (effdet's `_post_process` and
+//! `generate_detections`, without soft-NMS).
+
+use ant_geom::{BoxXyxy, batched_nms};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::anchors::{Anchors, decode_box};
+use crate::config::EfficientDetConfig;
+
+/// One detected object.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Box in input-image pixels (x1, y1, x2, y2).
+    pub bbox: BoxXyxy,
+    /// Sigmoid of the class logit.
+    pub score: f32,
+    /// Class index, 0-based.
+    pub class: usize,
+}
+
+/// The detections of one image, by descending score.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detections {
+    /// The detections.
+    pub items: Vec<Detection>,
+}
+
+impl Detections {
+    /// Number of detections.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Flattens per-level outputs `[batch, anchors * width, h, w]` into, per image, rows of
+/// `width` values in anchor order (level, y, x, anchor).
+pub fn flatten_levels(outputs: &[Tensor<4>], width: usize) -> Vec<Vec<f32>> {
+    let batch = outputs[0].dims()[0];
+    let mut per_image = vec![Vec::new(); batch];
+    for output in outputs {
+        let [_, channels, h, w] = output.dims();
+        let values: Vec<f32> = output
+            .clone()
+            .permute([0, 2, 3, 1])
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("head outputs are f32");
+        let per = channels * h * w;
+        debug_assert_eq!(channels % width, 0);
+        for (image, rows) in per_image.iter_mut().enumerate() {
+            rows.extend_from_slice(&values[image * per..(image + 1) * per]);
+        }
+    }
+    per_image
+}
+
+/// Turns head outputs into detections, one [`Detections`] per image.
+pub fn postprocess(
+    class_out: &[Tensor<4>],
+    box_out: &[Tensor<4>],
+    anchors: &Anchors,
+    config: &EfficientDetConfig,
+) -> Vec<Detections> {
+    let num_classes = config.num_classes;
+    let logits = flatten_levels(class_out, num_classes);
+    let codes = flatten_levels(box_out, 4);
+    logits
+        .iter()
+        .zip(&codes)
+        .map(|(logits, codes)| {
+            detect_image(logits, codes, anchors, num_classes, config)
+        })
+        .collect()
+}
+
+fn detect_image(
+    logits: &[f32],
+    codes: &[f32],
+    anchors: &Anchors,
+    num_classes: usize,
+    config: &EfficientDetConfig,
+) -> Detections {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let keep = config.max_detection_points.min(order.len());
+    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    if keep < order.len() {
+        order.select_nth_unstable_by(keep, by_logit);
+        order.truncate(keep);
+    }
+    order.sort_by(by_logit);
+    let mut boxes = Vec::with_capacity(keep);
+    let mut scores = Vec::with_capacity(keep);
+    let mut classes = Vec::with_capacity(keep);
+    for &flat in &order {
+        let anchor = flat / num_classes;
+        let code = [codes[anchor * 4], codes[anchor * 4 + 1], codes[anchor * 4 + 2], codes[anchor * 4 + 3]];
+        boxes.push(decode_box(code, &anchors.boxes[anchor]));
+        scores.push(1.0 / (1.0 + (-logits[flat]).exp()));
+        classes.push(flat % num_classes);
+    }
+    let kept = batched_nms(&boxes, &scores, &classes, config.nms_iou_threshold);
+    Detections {
+        items: kept
+            .into_iter()
+            .take(config.max_detections)
+            .map(|i| Detection { bbox: boxes[i], score: scores[i], class: classes[i] })
+            .collect(),
+    }
+}
