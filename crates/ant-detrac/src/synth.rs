@@ -25,7 +25,7 @@
 //! and the frame); frames are rendered and encoded in parallel.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,9 +90,12 @@ pub struct SynthSequenceInfo {
     pub annotated_frames: usize,
     /// Number of annotated boxes.
     pub targets: usize,
-    /// Mean absolute per-pixel change between consecutive frames (0..255 scale), a measure of
-    /// how much the scene moves.
-    pub mean_frame_change: f32,
+    /// Mean vehicle displacement between consecutive frames, in pixels per frame (over the
+    /// vehicles present in both frames): how much the scene moves.
+    pub mean_motion: f32,
+    /// Fraction of consecutive frame pairs where no vehicle moves, enters or leaves (only
+    /// lighting and sensor noise change).
+    pub static_fraction: f32,
 }
 
 /// What [`write_dataset`] wrote (also saved as `synth.json` in the output directory).
@@ -189,31 +192,24 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<SynthSummary, D
         let image_dir = out.join(image_dir_name(scene.split)).join(&name);
         std::fs::create_dir_all(&image_dir)
             .map_err(|source| DetracError::io(&image_dir, source))?;
-        // Render and encode in parallel; keep a thumbnail-free measure of frame change.
-        let changes: Vec<f32> = (0..config.frames as usize)
+        // Render and encode in parallel.
+        (0..config.frames as usize)
             .into_par_iter()
-            .map(|frame_index| -> Result<f32, DetracError> {
+            .try_for_each(|frame_index| {
                 let num = frame_index as u32 + 1;
                 let image = scene.render(&states[frame_index], num);
-                let path = image_dir.join(image_file_name(num));
-                write_jpeg(&image, &path, config.jpeg_quality)?;
-                if frame_index == 0 {
-                    return Ok(0.0);
-                }
-                let previous = scene.render(&states[frame_index - 1], num - 1);
-                Ok(mean_abs_difference(&image, &previous))
-            })
-            .collect::<Result<_, _>>()?;
+                write_jpeg(
+                    &image,
+                    &image_dir.join(image_file_name(num)),
+                    config.jpeg_quality,
+                )
+            })?;
         let xml_dir = out.join(annotation_dir_name(scene.split, Schema::V3));
         std::fs::create_dir_all(&xml_dir).map_err(|source| DetracError::io(&xml_dir, source))?;
         let xml_path = xml_dir.join(annotation_file_name(&name, Schema::V3));
         std::fs::write(&xml_path, annotation.to_v3_xml())
             .map_err(|source| DetracError::io(&xml_path, source))?;
-        let mean_frame_change = if changes.len() > 1 {
-            changes[1..].iter().sum::<f32>() / (changes.len() - 1) as f32
-        } else {
-            0.0
-        };
+        let (mean_motion, static_fraction) = motion_statistics(&states);
         infos.push(SynthSequenceInfo {
             name: name.clone(),
             split: scene.split,
@@ -222,7 +218,8 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<SynthSummary, D
             image_frames: config.frames,
             annotated_frames: annotation.frames.len(),
             targets: annotation.num_targets(),
-            mean_frame_change,
+            mean_motion,
+            static_fraction,
         });
         split_entries.push(SplitEntry {
             split: scene.split,
@@ -252,27 +249,42 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<SynthSummary, D
     Ok(summary)
 }
 
-fn write_jpeg(image: &RgbImage, path: &PathBuf, quality: u8) -> Result<(), DetracError> {
+fn write_jpeg(image: &RgbImage, path: &Path, quality: u8) -> Result<(), DetracError> {
     let file = std::fs::File::create(path).map_err(|source| DetracError::io(path, source))?;
     let mut writer = std::io::BufWriter::new(file);
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut writer, quality);
     image
         .write_with_encoder(encoder)
         .map_err(|source| DetracError::Image {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })
 }
 
-/// Mean absolute difference of two same-sized images, per channel value.
-pub fn mean_abs_difference(first: &RgbImage, second: &RgbImage) -> f32 {
-    let total: u64 = first
-        .as_raw()
-        .iter()
-        .zip(second.as_raw())
-        .map(|(a, b)| u64::from(a.abs_diff(*b)))
-        .sum();
-    total as f32 / first.as_raw().len().max(1) as f32
+/// Mean displacement (pixels per frame) and the fraction of static frame pairs.
+fn motion_statistics(states: &[FrameState]) -> (f32, f32) {
+    let mut total_motion = 0.0f32;
+    let mut static_pairs = 0usize;
+    for pair in states.windows(2) {
+        let mut moved = 0.0f32;
+        let mut matched = 0usize;
+        let mut largest = 0.0f32;
+        for vehicle in &pair[1].vehicles {
+            if let Some(before) = pair[0].vehicles.iter().find(|other| other.id == vehicle.id) {
+                let step = (vehicle.x - before.x).abs();
+                moved += step;
+                largest = largest.max(step);
+                matched += 1;
+            }
+        }
+        total_motion += moved / matched.max(1) as f32;
+        let same_vehicles = matched == pair[0].vehicles.len() && matched == pair[1].vehicles.len();
+        if same_vehicles && largest < 0.01 {
+            static_pairs += 1;
+        }
+    }
+    let pairs = states.len().saturating_sub(1).max(1) as f32;
+    (total_motion / pairs, static_pairs as f32 / pairs)
 }
 
 /// Derives an independent ChaCha8 stream from the seed and a path of indices.
@@ -678,12 +690,15 @@ impl Scene {
         } else {
             index as f32 / (config.sequences - 1) as f32
         };
+        // Weathers cycle over the sequences from a seeded start, so every four consecutive
+        // sequences cover all four.
+        let weather_offset = stream(config.seed, &[u64::MAX]).random_range(0..4usize);
         let weather = [
             Weather::Sunny,
             Weather::Cloudy,
             Weather::Rainy,
             Weather::Night,
-        ][(index + rng.random_range(0..4usize)) % 4];
+        ][(index + weather_offset) % 4];
         let (brightness, tint) = match weather {
             Weather::Sunny => (rng.random_range(1.0..1.15), [1.05, 1.0, 0.92]),
             Weather::Cloudy => (rng.random_range(0.8..0.95), [0.95, 0.98, 1.05]),
@@ -1115,10 +1130,11 @@ impl Scene {
                 let lane = &self.lanes[vehicle.lane];
                 let light_y = lane.ground - 0.65 * lane.scale;
                 let radius = 0.25 * lane.scale;
+                // Lights sit inside the box, at the front and rear ends.
                 let (front, back) = if lane.direction > 0.0 {
-                    (rect.x2, rect.x1)
+                    (rect.x2 - radius, rect.x1 + radius)
                 } else {
-                    (rect.x1, rect.x2)
+                    (rect.x1 + radius, rect.x2 - radius)
                 };
                 fill_circle(&mut image, front, light_y, radius, [255.0, 245.0, 200.0]);
                 fill_circle(&mut image, back, light_y, radius * 0.8, [220.0, 30.0, 20.0]);
@@ -1150,12 +1166,14 @@ fn round2(value: f32) -> f32 {
     (value * 100.0).round() / 100.0
 }
 
+/// Rounds the edges (not the sizes) to 2 decimals, so a box clipped to the frame stays inside.
 fn round_box(rect: DetracBox) -> DetracBox {
+    let (left, top) = (round2(rect.left), round2(rect.top));
     DetracBox {
-        left: round2(rect.left),
-        top: round2(rect.top),
-        width: round2(rect.width),
-        height: round2(rect.height),
+        left,
+        top,
+        width: round2(round2(rect.left + rect.width) - left),
+        height: round2(round2(rect.top + rect.height) - top),
     }
 }
 
@@ -1318,7 +1336,7 @@ mod tests {
             for target in annotation.frames.values().flat_map(|frame| &frame.targets) {
                 let rect = target.bbox.to_xyxy();
                 assert!(rect.x1 >= 0.0 && rect.y1 >= 0.0, "{rect:?}");
-                assert!(rect.x2 <= 480.0 && rect.y2 <= 270.0, "{rect:?}");
+                assert!(rect.x2 <= 480.001 && rect.y2 <= 270.001, "{rect:?}");
                 // Vehicles stay at least ~12 px tall at a 320 px wide input (x2/3).
                 assert!(rect.height() >= 17.0, "{rect:?}");
                 classes.insert(target.class());
