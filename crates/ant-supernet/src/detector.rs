@@ -160,6 +160,33 @@ impl EfficientDet {
         })
     }
 
+    /// Trainable parameters this model holds (batch-norm running statistics excluded, which
+    /// Burn's `num_params` includes). For an extracted subnet this equals
+    /// `cost(arch).total.params`.
+    pub fn trainable_params(&self) -> usize {
+        let channels = |bn: &burn::nn::BatchNorm| bn.gamma.dims()[0];
+        let mut norm_channels = channels(&self.backbone.bn_stem);
+        for block in &self.backbone.first_stage {
+            norm_channels += channels(&block.bn_depthwise) + channels(&block.bn_pointwise);
+        }
+        for block in self.backbone.stages.iter().flatten() {
+            let norms = block.bn_expand.iter().chain(&block.bn_depthwise).chain(&block.bn_project);
+            norm_channels += norms.map(channels).sum::<usize>();
+        }
+        for extra in self.fpn.extra_levels.iter().flatten() {
+            norm_channels += channels(&extra.bn);
+        }
+        for node in self.fpn.cells.iter().flat_map(|cell| &cell.nodes) {
+            norm_channels += node.resample.iter().flatten().map(|r| channels(&r.bn)).sum::<usize>();
+            norm_channels += node.conv.bn.as_ref().map_or(0, channels);
+        }
+        for head in [&self.class_net, &self.box_net] {
+            norm_channels += head.bn_rep.iter().flatten().map(channels).sum::<usize>();
+        }
+        // Each norm holds a running mean and variance per channel.
+        self.num_params() - 2 * norm_channels
+    }
+
     /// Parameters and MACs of subnet `arch`.
     pub fn cost(&self, arch: &SubnetArch) -> DetectorCost {
         detector_cost(&self.config, arch)

@@ -87,7 +87,7 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
     let input: Tensor<4> = Tensor::from_data(TensorData::new(input_values, input_shape), device);
 
     let mut entries = Vec::new();
-    let mut compare = |name: String, tensor: Tensor<4>, entries: &mut Vec<ParityEntry>| {
+    let compare = |name: String, tensor: Tensor<4>, entries: &mut Vec<ParityEntry>| {
         if let Some(expected) = reference_map.values(&name) {
             let (shape, ours) = values(tensor);
             let expected_shape = reference_map.shape(&name).unwrap_or_default();
