@@ -2,7 +2,9 @@
 //! normalises them, and stacks them into one `[B, 3, H, W]` tensor on the requested device.
 //!
 //! Decoding can fail (a missing or corrupt JPEG), and Burn's `Batcher::batch` has no error
-//! channel, so the batch type is `Result<_, DetracError>`: the training loop decides.
+//! channel, so the batch type is `Result<_, DetracError>`: the training loop decides. Through
+//! Burn's `DataLoader` (whose iterator yields `Result<O, DatasetError>`) an item is therefore
+//! `Result<Result<DetectionBatch, DetracError>, DatasetError>`; our datasets never fail `get`.
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor, TensorData};

@@ -180,11 +180,8 @@ pub fn to_coco(
                 frame: first,
             });
         }
-        let (width, height) =
-            image::image_dimensions(&first_path).map_err(|source| DetracError::Image {
-                path: first_path.clone(),
-                source,
-            })?;
+        let (width, height) = image::image_dimensions(&first_path)
+            .map_err(|source| DetracError::image(first_path.clone(), source))?;
         let ignored: Vec<[f32; 4]> = annotation
             .ignored_regions
             .iter()

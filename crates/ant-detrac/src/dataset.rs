@@ -152,10 +152,8 @@ pub fn decode_frame(item: &FrameRef) -> Result<RgbImage, DetracError> {
     if is_truncated_jpeg(&bytes) {
         return Err(DetracError::TruncatedJpeg { path: path.clone() });
     }
-    let image = image::load_from_memory(&bytes).map_err(|source| DetracError::Image {
-        path: path.clone(),
-        source,
-    })?;
+    let image = image::load_from_memory(&bytes)
+        .map_err(|source| DetracError::image(path.clone(), source))?;
     Ok(image.into_rgb8())
 }
 

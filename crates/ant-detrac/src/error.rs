@@ -5,9 +5,13 @@
 //! empty sequence) always ends here and never in a panic.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything that can go wrong while reading, writing or transforming UA-DETRAC data.
-#[derive(Debug, thiserror::Error)]
+///
+/// It is `Clone` (sources behind `Arc`) because Burn's data loader requires its batch type,
+/// here `Result<_, DetracError>`, to be `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DetracError {
     /// A file could not be read, written or listed.
     #[error("{path}: {source}")]
@@ -15,7 +19,7 @@ pub enum DetracError {
         /// The file or directory.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The annotation file is not well-formed XML (for example, truncated).
     #[error("{path}:{line}:{column}: malformed XML: {message}")]
@@ -134,7 +138,7 @@ pub enum DetracError {
         /// The image path.
         path: PathBuf,
         /// What the image codec reported.
-        source: image::ImageError,
+        source: Arc<image::ImageError>,
     },
     /// A JPEG that does not end with the end-of-image marker: cut short on disk (decoders would
     /// silently fill the missing part with grey).
@@ -184,7 +188,15 @@ impl DetracError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            source: Arc::new(source),
+        }
+    }
+
+    /// Wraps an image codec error with the path it concerns.
+    pub fn image(path: impl Into<PathBuf>, source: image::ImageError) -> Self {
+        Self::Image {
+            path: path.into(),
+            source: Arc::new(source),
         }
     }
 }

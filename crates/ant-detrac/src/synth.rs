@@ -255,10 +255,7 @@ fn write_jpeg(image: &RgbImage, path: &Path, quality: u8) -> Result<(), DetracEr
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut writer, quality);
     image
         .write_with_encoder(encoder)
-        .map_err(|source| DetracError::Image {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| DetracError::image(path.to_path_buf(), source))
 }
 
 /// Mean displacement (pixels per frame) and the fraction of static frame pairs.

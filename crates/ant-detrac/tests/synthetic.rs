@@ -86,3 +86,47 @@ fn should_write_a_release_that_the_loader_reads() {
     );
     assert_eq!((coco.images[0].width, coco.images[0].height), (480, 270));
 }
+
+#[test]
+fn should_plug_into_burns_data_loader_for_frames_and_clips() {
+    use burn::data::dataloader::DataLoaderBuilder;
+    use std::sync::Arc;
+
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("synthetic-loader");
+    let _ = std::fs::remove_dir_all(&root);
+    let config = SynthConfig {
+        seed: 5,
+        sequences: 2,
+        frames: 9,
+        ..SynthConfig::default()
+    };
+    write_dataset(&config, &root).unwrap();
+    let train = load_split(&ReleaseLayout::new(&root), Split::Train).unwrap();
+    let batcher = DetracBatcher::new(InputTransform::new(128, 128));
+
+    let frames = FrameDataset::new(&train, FrameDatasetConfig::default()).unwrap();
+    let loader = DataLoaderBuilder::new(batcher)
+        .batch_size(4)
+        .shuffle(1)
+        .set_device(Device::flex())
+        .build(frames);
+    let mut seen = 0;
+    for batch in loader.iter() {
+        // The loader's own `Result` (dataset errors), then the batcher's (decoding errors).
+        let batch = batch.unwrap().unwrap();
+        assert_eq!(batch.images.dims()[1..], [3, 128, 128]);
+        seen += batch.targets.len();
+    }
+    assert_eq!(seen, 9);
+
+    let clips = Arc::new(ClipDataset::new(&train, ClipDatasetConfig::consecutive(3)).unwrap());
+    clips.set_epoch(1);
+    let loader = DataLoaderBuilder::new(batcher)
+        .batch_size(2)
+        .set_device(Device::flex())
+        .build(clips);
+    let batches: Vec<_> = loader.iter().map(|batch| batch.unwrap().unwrap()).collect();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].steps.len(), 3);
+    assert_eq!(batches[0].steps[0].images.dims(), [2, 3, 128, 128]);
+}
