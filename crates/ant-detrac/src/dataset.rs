@@ -57,6 +57,59 @@ impl LoadedSequence {
     }
 }
 
+impl LoadedSequence {
+    /// Every image of the sequence in frame order, annotated or not, for streaming inference
+    /// (the key-frame scheduler sees the real video); unannotated frames have no targets and
+    /// `annotated == false`. Frames are the `img%05d.jpg` files found in the image directory.
+    pub fn video_frames(&self) -> Result<Vec<FrameRef>, DetracError> {
+        let dir = &self.paths.image_dir;
+        let listing = std::fs::read_dir(dir).map_err(|source| DetracError::io(dir, source))?;
+        let mut nums = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|source| DetracError::io(dir, source))?;
+            let file_name = entry.file_name();
+            let num = file_name
+                .to_str()
+                .and_then(|name| name.strip_prefix("img"))
+                .and_then(|rest| rest.strip_suffix(".jpg"))
+                .filter(|digits| digits.len() == 5)
+                .and_then(|digits| digits.parse::<u32>().ok());
+            if let Some(num) = num.filter(|num| *num > 0) {
+                nums.push(num);
+            }
+        }
+        nums.sort_unstable();
+        let first = self.annotation.frames.keys().next().copied().unwrap_or(1);
+        if nums.is_empty() {
+            return Err(DetracError::MissingImage {
+                path: self.paths.image_path(first),
+                sequence: self.annotation.name.clone(),
+                frame: first,
+            });
+        }
+        let name: Arc<str> = Arc::from(self.annotation.name.as_str());
+        let ignored: Arc<[BoxXyxy]> = self.annotation.ignored_boxes().into();
+        Ok(nums
+            .into_iter()
+            .map(|num| {
+                if self.annotation.is_annotated(num) {
+                    frame_ref(self, &name, &ignored, num)
+                } else {
+                    FrameRef {
+                        sequence: name.clone(),
+                        frame: num,
+                        image_path: self.paths.image_path(num),
+                        targets: Vec::new(),
+                        ignored_regions: ignored.clone(),
+                        flip: false,
+                        annotated: false,
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
 /// Loads every sequence of one split present in a release (split from `ROOT/splits.tsv` or
 /// the official list).
 pub fn load_split(
@@ -99,6 +152,10 @@ pub struct FrameRef {
     pub ignored_regions: Arc<[BoxXyxy]>,
     /// Whether to mirror the frame (training augmentation).
     pub flip: bool,
+    /// Whether the frame has a `<frame>` element. Always true in the datasets; false only for
+    /// the unannotated frames of [`LoadedSequence::video_frames`], which must not be scored or
+    /// used as negatives.
+    pub annotated: bool,
 }
 
 /// A clip: `frames[0]` is the key frame, the rest are the non-key frames that follow it.
@@ -127,6 +184,8 @@ pub struct FrameTargets {
     pub letterbox: Letterbox,
     /// Whether the frame was mirrored.
     pub flipped: bool,
+    /// Whether the frame is annotated (see [`FrameRef::annotated`]).
+    pub annotated: bool,
 }
 
 /// A decoded, transformed frame.
@@ -205,6 +264,7 @@ pub fn load_frame(item: &FrameRef, transform: &InputTransform) -> Result<FrameSa
             ignored_regions,
             letterbox,
             flipped: item.flip,
+            annotated: item.annotated,
         },
     })
 }
@@ -269,6 +329,7 @@ fn frame_ref(
             .collect(),
         ignored_regions: ignored.clone(),
         flip: false,
+        annotated: true,
     }
 }
 

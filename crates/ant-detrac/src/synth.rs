@@ -1368,6 +1368,15 @@ mod tests {
     }
 
     #[test]
+    fn should_write_xml_that_parses_back_to_the_same_annotation() {
+        let sequence = generate_sequence(&small(), 3).unwrap();
+        let xml = sequence.annotation.to_v3_xml();
+        let parsed = SequenceAnnotation::parse(&xml, Path::new("synth.xml")).unwrap();
+        assert_eq!(parsed, sequence.annotation);
+        assert!(xml.starts_with("<sequence name=\"MVI_90004\">\n   <sequence_attribute"));
+    }
+
+    #[test]
     fn should_leave_a_run_of_frames_unannotated_in_every_fourth_sequence() {
         let config = small();
         let sequence = generate_sequence(&config, 2).unwrap();

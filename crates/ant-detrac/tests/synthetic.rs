@@ -78,6 +78,18 @@ fn should_write_a_release_that_the_loader_reads() {
     // MVI_90003 has frames 7..=9 unannotated: clips 1-3, 4-6, 10-12; MVI_90001 has four.
     assert_eq!(clips.len(), 7);
 
+    // Streaming over the video: every image, the unannotated run of MVI_90003 included.
+    let gappy = train
+        .iter()
+        .find(|sequence| sequence.annotation.name == "MVI_90003")
+        .unwrap();
+    let video = gappy.video_frames().unwrap();
+    assert_eq!(video.len(), 12);
+    assert_eq!(video.iter().filter(|frame| frame.annotated).count(), 9);
+    assert!(video[7].targets.is_empty() && !video[7].annotated);
+    let sample = ant_detrac::load_frame(&video[7], &InputTransform::new(64, 64)).unwrap();
+    assert!(!sample.targets.annotated);
+
     let coco = to_coco(&test, &root, 1).unwrap();
     assert_eq!(coco.images.len(), 12);
     assert_eq!(
