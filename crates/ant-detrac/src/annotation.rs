@@ -719,6 +719,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn should_reject_every_truncation_of_a_valid_file_with_an_error() {
+        for cut in 0..GOOD.len() {
+            if !GOOD.is_char_boundary(cut) {
+                continue;
+            }
+            let error = parse(&GOOD[..cut]).expect_err("a cut file must not parse");
+            assert!(
+                error.to_string().starts_with("bad.xml:"),
+                "cut {cut}: {error}"
+            );
+        }
+    }
+
     mod fuzz {
         use super::*;
         use proptest::prelude::*;

@@ -329,3 +329,18 @@ fn should_draw_the_real_boxes_on_the_vehicles() {
         grid.save(docs.join("detrac-sample-boxes.jpg")).unwrap();
     }
 }
+
+#[test]
+fn should_reject_truncated_copies_of_the_real_file_with_the_file_name() {
+    let Some(dir) = sample_dir() else { return };
+    let path = dir.join("MVI_20011_v3.xml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for step in 0..200 {
+        let cut = text.len() * step / 200;
+        let error = SequenceAnnotation::parse(&text[..cut], &path).unwrap_err();
+        assert!(
+            error.to_string().contains("MVI_20011_v3.xml:"),
+            "cut {cut}: {error}"
+        );
+    }
+}
