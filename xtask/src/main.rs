@@ -8,7 +8,7 @@ mod dataset;
 mod info;
 mod parity;
 mod import;
-mod device;
+pub mod device;
 
 use clap::{Parser, Subcommand};
 

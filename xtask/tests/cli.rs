@@ -1,0 +1,107 @@
+//! The `cargo xtask` commands of the supernet issue, run as a user runs them.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("xtask runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
+}
+
+fn shared(relative: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{} missing in CI", path.display());
+    eprintln!("note: {} missing, test skipped outside CI", path.display());
+    None
+}
+
+#[test]
+fn info_should_agree_with_effdet_counts() {
+    let (ok, stdout, _) = xtask(&["info", "--config", "d0", "--num-classes", "4", "--json"]);
+    assert!(ok);
+    let json = last_json(&stdout);
+    assert_eq!(json["params"], 3_829_757);
+    assert!((json["gmac"].as_f64().unwrap() - 2.222).abs() < 5e-4);
+    assert!((json["backbone_gmac"].as_f64().unwrap() - 1.901).abs() < 5e-4);
+    let (_, stdout, _) = xtask(&["info", "--num-classes", "90", "--json"]);
+    let json = last_json(&stdout);
+    assert_eq!(json["params"], 3_880_067);
+    assert!((json["gmac"].as_f64().unwrap() - 2.492).abs() < 5e-4);
+}
+
+#[test]
+fn info_should_cost_less_for_the_smallest_subnet() {
+    let (ok, stdout, _) = xtask(&["info", "--arch", "1,1,1,1,1,1", "--image-size", "256", "--json"]);
+    assert!(ok);
+    let json = last_json(&stdout);
+    assert!(json["gmac"].as_f64().unwrap() < 0.2);
+    assert_eq!(json["arch"], serde_json::json!([1, 1, 1, 1, 1, 1]));
+}
+
+#[test]
+fn info_should_reject_invalid_subnet_clearly() {
+    let (ok, _, stderr) = xtask(&["info", "--arch", "6,6,7,6,6,6"]);
+    assert!(!ok);
+    assert!(stderr.contains("stage 3 has ratio 7"), "{stderr}");
+    let (ok, _, stderr) = xtask(&["info", "--config", "d9"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown config \"d9\""), "{stderr}");
+}
+
+#[test]
+fn parity_should_pass_on_the_shared_fixture_and_print_json() {
+    let Some(dir) = shared("fixtures/effdet-d0") else { return };
+    let weights = dir.join("tf_efficientdet_d0_random.pth");
+    let reference = dir.join("expected.safetensors");
+    let (ok, stdout, stderr) = xtask(&[
+        "parity",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--reference",
+        reference.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let json = last_json(&stdout);
+    assert_eq!(json["passed"], true);
+    assert!(json["errors"]["class_out_3"].as_f64().unwrap() < 1e-3);
+    assert!(json["errors"]["backbone_2"].as_f64().unwrap() < 1e-3);
+}
+
+#[test]
+fn import_should_write_a_loadable_checkpoint_and_name_bad_files() {
+    let Some(dir) = shared("fixtures/effdet-d0") else { return };
+    let out = std::env::temp_dir().join(format!("ant-import-{}/d0.bpk", std::process::id()));
+    let weights = dir.join("tf_efficientdet_d0_random.pth");
+    let (ok, stdout, stderr) =
+        xtask(&["import", "--weights", weights.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(out.is_file() && out.with_extension("json").is_file());
+    let (ok, _, stderr) = xtask(&[
+        "import",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--config",
+        "d0_plus",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("tf_efficientdet_d0_random.pth") && stderr.contains("shape"), "{stderr}");
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
