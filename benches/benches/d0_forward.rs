@@ -14,7 +14,10 @@ fn d0_forward(c: &mut Criterion) {
     let input = random_input(512, &device);
     let mut group = c.benchmark_group("flex/d0_512");
     group.sample_size(10);
-    for (name, arch) in [("full", SubnetArch::LARGEST), ("smallest", SubnetArch::SMALLEST)] {
+    for (name, arch) in [
+        ("full", SubnetArch::LARGEST),
+        ("smallest", SubnetArch::SMALLEST),
+    ] {
         group.bench_function(format!("backbone_{name}"), |b| {
             b.iter(|| {
                 let features = model.forward_backbone(input.clone(), &arch).unwrap();
@@ -25,7 +28,11 @@ fn d0_forward(c: &mut Criterion) {
         group.bench_function(format!("detector_{name}"), |b| {
             b.iter(|| {
                 let outputs = model.forward(input.clone(), &arch).unwrap();
-                outputs.class.into_iter().map(|t| t.sum().into_scalar::<f32>()).sum::<f32>()
+                outputs
+                    .class
+                    .into_iter()
+                    .map(|t| t.sum().into_scalar::<f32>())
+                    .sum::<f32>()
             })
         });
     }

@@ -27,7 +27,9 @@ impl FromStr for DeviceChoice {
             "cpu" | "flex" => Ok(Self::Cpu),
             "wgpu" | "gpu" => Ok(Self::Wgpu),
             "ndarray" => Ok(Self::Ndarray),
-            other => Err(format!("unknown device {other:?}: expected cpu, wgpu or ndarray")),
+            other => Err(format!(
+                "unknown device {other:?}: expected cpu, wgpu or ndarray"
+            )),
         }
     }
 }

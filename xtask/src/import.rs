@@ -36,14 +36,21 @@ pub struct ImportArgs {
 /// Runs the command.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let mut config = EfficientDetConfig::by_name(&args.config, args.num_classes)
-        .with_context(|| format!("unknown config {:?}: expected d0, d0_plus or tiny", args.config))?;
+    let mut config =
+        EfficientDetConfig::by_name(&args.config, args.num_classes).with_context(|| {
+            format!(
+                "unknown config {:?}: expected d0, d0_plus or tiny",
+                args.config
+            )
+        })?;
     if let Some(size) = args.image_size {
         config = config.with_image_size(size);
     }
     let model = EfficientDet::from_effdet(&config, &args.weights, &device)
         .with_context(|| format!("importing {}", args.weights.display()))?;
-    model.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "imported {} -> {} ({} trainable parameters in the supernet, config {})",
         args.weights.display(),

@@ -27,8 +27,13 @@ pub struct InfoArgs {
 
 /// Runs the command.
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let mut config = EfficientDetConfig::by_name(&args.config, args.num_classes)
-        .with_context(|| format!("unknown config {:?}: expected d0, d0_plus or tiny", args.config))?;
+    let mut config =
+        EfficientDetConfig::by_name(&args.config, args.num_classes).with_context(|| {
+            format!(
+                "unknown config {:?}: expected d0, d0_plus or tiny",
+                args.config
+            )
+        })?;
     if let Some(size) = args.image_size {
         anyhow::ensure!(size >= 32, "image size {size} is too small (at least 32)");
         config = config.with_image_size(size);
@@ -49,10 +54,19 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         ("total", cost.total),
     ];
     for (name, part) in rows {
-        println!("{name:<10} {:>12} {:>10.3}", part.params, part.macs as f64 / 1e9);
+        println!(
+            "{name:<10} {:>12} {:>10.3}",
+            part.params,
+            part.macs as f64 / 1e9
+        );
     }
     for (index, stage) in cost.stages.iter().enumerate() {
-        println!("  stage {} {:>12} {:>10.3}", index + 1, stage.params, stage.macs as f64 / 1e9);
+        println!(
+            "  stage {} {:>12} {:>10.3}",
+            index + 1,
+            stage.params,
+            stage.macs as f64 / 1e9
+        );
     }
     if args.json {
         println!(

@@ -5,10 +5,10 @@
 
 mod coco_eval;
 mod dataset;
+pub mod device;
+mod import;
 mod info;
 mod parity;
-mod import;
-pub mod device;
 
 use clap::{Parser, Subcommand};
 

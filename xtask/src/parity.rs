@@ -29,12 +29,23 @@ pub struct ParityArgs {
 /// Runs the command.
 pub fn run(args: ParityArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let report = run_parity(&args.weights, &args.reference, &device)
-        .with_context(|| format!("parity of {} against {}", args.weights.display(), args.reference.display()))?;
-    println!("{:<32} {:>12} {:>10}  result", "tensor", "max |error|", "tolerance");
+    let report = run_parity(&args.weights, &args.reference, &device).with_context(|| {
+        format!(
+            "parity of {} against {}",
+            args.weights.display(),
+            args.reference.display()
+        )
+    })?;
+    println!(
+        "{:<32} {:>12} {:>10}  result",
+        "tensor", "max |error|", "tolerance"
+    );
     for entry in &report.entries {
         let verdict = if entry.passed() { "ok" } else { "FAIL" };
-        println!("{:<32} {:>12.3e} {:>10.0e}  {verdict}", entry.name, entry.max_abs_error, entry.tolerance);
+        println!(
+            "{:<32} {:>12.3e} {:>10.0e}  {verdict}",
+            entry.name, entry.max_abs_error, entry.tolerance
+        );
     }
     if args.json {
         let errors: serde_json::Map<String, serde_json::Value> = report
@@ -42,8 +53,14 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
             .iter()
             .map(|e| (e.name.clone(), serde_json::json!(e.max_abs_error)))
             .collect();
-        println!("{}", serde_json::json!({ "passed": report.passed(), "errors": errors }));
+        println!(
+            "{}",
+            serde_json::json!({ "passed": report.passed(), "errors": errors })
+        );
     }
-    anyhow::ensure!(report.passed(), "parity failed: some tensors exceed their tolerance");
+    anyhow::ensure!(
+        report.passed(),
+        "parity failed: some tensors exceed their tolerance"
+    );
     Ok(())
 }

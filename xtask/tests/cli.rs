@@ -21,11 +21,17 @@ fn last_json(stdout: &str) -> serde_json::Value {
 }
 
 fn shared(relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(relative);
     if path.exists() {
         return Some(path);
     }
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{} missing in CI", path.display());
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{} missing in CI",
+        path.display()
+    );
     eprintln!("note: {} missing, test skipped outside CI", path.display());
     None
 }
@@ -46,7 +52,14 @@ fn info_should_agree_with_effdet_counts() {
 
 #[test]
 fn info_should_cost_less_for_the_smallest_subnet() {
-    let (ok, stdout, _) = xtask(&["info", "--arch", "1,1,1,1,1,1", "--image-size", "256", "--json"]);
+    let (ok, stdout, _) = xtask(&[
+        "info",
+        "--arch",
+        "1,1,1,1,1,1",
+        "--image-size",
+        "256",
+        "--json",
+    ]);
     assert!(ok);
     let json = last_json(&stdout);
     assert!(json["gmac"].as_f64().unwrap() < 0.2);
@@ -65,7 +78,9 @@ fn info_should_reject_invalid_subnet_clearly() {
 
 #[test]
 fn parity_should_pass_on_the_shared_fixture_and_print_json() {
-    let Some(dir) = shared("fixtures/effdet-d0") else { return };
+    let Some(dir) = shared("fixtures/effdet-d0") else {
+        return;
+    };
     let weights = dir.join("tf_efficientdet_d0_random.pth");
     let reference = dir.join("expected.safetensors");
     let (ok, stdout, stderr) = xtask(&[
@@ -85,11 +100,18 @@ fn parity_should_pass_on_the_shared_fixture_and_print_json() {
 
 #[test]
 fn import_should_write_a_loadable_checkpoint_and_name_bad_files() {
-    let Some(dir) = shared("fixtures/effdet-d0") else { return };
+    let Some(dir) = shared("fixtures/effdet-d0") else {
+        return;
+    };
     let out = std::env::temp_dir().join(format!("ant-import-{}/d0.bpk", std::process::id()));
     let weights = dir.join("tf_efficientdet_d0_random.pth");
-    let (ok, stdout, stderr) =
-        xtask(&["import", "--weights", weights.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = xtask(&[
+        "import",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{stdout}\n{stderr}");
     assert!(out.is_file() && out.with_extension("json").is_file());
     let (ok, _, stderr) = xtask(&[
@@ -102,6 +124,9 @@ fn import_should_write_a_loadable_checkpoint_and_name_bad_files() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok);
-    assert!(stderr.contains("tf_efficientdet_d0_random.pth") && stderr.contains("shape"), "{stderr}");
+    assert!(
+        stderr.contains("tf_efficientdet_d0_random.pth") && stderr.contains("shape"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }

@@ -82,7 +82,12 @@ pub fn decode_box(code: [f32; 4], anchor: &BoxXyxy) -> BoxXyxy {
     let xc = tx * wa + (anchor.x1 + anchor.x2) / 2.0;
     let h = th.exp() * ha;
     let w = tw.exp() * wa;
-    BoxXyxy { x1: xc - w / 2.0, y1: yc - h / 2.0, x2: xc + w / 2.0, y2: yc + h / 2.0 }
+    BoxXyxy {
+        x1: xc - w / 2.0,
+        y1: yc - h / 2.0,
+        x2: xc + w / 2.0,
+        y2: yc + h / 2.0,
+    }
 }
 
 /// Encodes a ground-truth box against an anchor as `(ty, tx, th, tw)`.
@@ -104,10 +109,16 @@ mod tests {
     #[test]
     fn should_generate_effdet_anchor_count_and_first_box() {
         let anchors = Anchors::new(&EfficientDetConfig::d0(4));
-        assert_eq!(anchors.len(), 9 * (64 * 64 + 32 * 32 + 16 * 16 + 8 * 8 + 4 * 4));
+        assert_eq!(
+            anchors.len(),
+            9 * (64 * 64 + 32 * 32 + 16 * 16 + 8 * 8 + 4 * 4)
+        );
         // Level 3, first position, scale 1, aspect (1, 1): 32 px square centred at (4, 4).
         let first = anchors.boxes[0];
-        assert_eq!((first.x1, first.y1, first.x2, first.y2), (-12.0, -12.0, 20.0, 20.0));
+        assert_eq!(
+            (first.x1, first.y1, first.x2, first.y2),
+            (-12.0, -12.0, 20.0, 20.0)
+        );
         // Second config: aspect (1.4, 0.7).
         let second = anchors.boxes[1];
         assert!((second.x2 - second.x1 - 44.8).abs() < 1e-4);
@@ -116,10 +127,25 @@ mod tests {
 
     #[test]
     fn should_decode_what_it_encodes() {
-        let anchor = BoxXyxy { x1: 10.0, y1: 20.0, x2: 50.0, y2: 40.0 };
-        let target = BoxXyxy { x1: 12.0, y1: 18.0, x2: 70.0, y2: 45.0 };
+        let anchor = BoxXyxy {
+            x1: 10.0,
+            y1: 20.0,
+            x2: 50.0,
+            y2: 40.0,
+        };
+        let target = BoxXyxy {
+            x1: 12.0,
+            y1: 18.0,
+            x2: 70.0,
+            y2: 45.0,
+        };
         let back = decode_box(encode_box(&target, &anchor), &anchor);
-        for (a, b) in [(back.x1, target.x1), (back.y1, target.y1), (back.x2, target.x2), (back.y2, target.y2)] {
+        for (a, b) in [
+            (back.x1, target.x1),
+            (back.y1, target.y1),
+            (back.x2, target.x2),
+            (back.y2, target.y2),
+        ] {
             assert!((a - b).abs() < 1e-4);
         }
     }

@@ -31,8 +31,10 @@ impl SubnetArch {
 
     /// Validates six ratios, each in `1..=6`.
     pub fn new(ratios: [usize; NUM_ELASTIC_STAGES]) -> Result<Self> {
-        if let Some((stage, ratio)) =
-            ratios.iter().enumerate().find(|(_, r)| !(MIN_RATIO..=MAX_RATIO).contains(*r))
+        if let Some((stage, ratio)) = ratios
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !(MIN_RATIO..=MAX_RATIO).contains(*r))
         {
             return Err(SupernetError::InvalidArch {
                 text: format!("{ratios:?}"),
@@ -126,10 +128,16 @@ impl TryFrom<Vec<usize>> for SubnetArch {
 
     fn try_from(ratios: Vec<usize>) -> Result<Self> {
         let array: [usize; NUM_ELASTIC_STAGES] =
-            ratios.clone().try_into().map_err(|_| SupernetError::InvalidArch {
-                text: format!("{ratios:?}"),
-                reason: format!("expected {NUM_ELASTIC_STAGES} ratios, found {}", ratios.len()),
-            })?;
+            ratios
+                .clone()
+                .try_into()
+                .map_err(|_| SupernetError::InvalidArch {
+                    text: format!("{ratios:?}"),
+                    reason: format!(
+                        "expected {NUM_ELASTIC_STAGES} ratios, found {}",
+                        ratios.len()
+                    ),
+                })?;
         Self::new(array)
     }
 }
@@ -160,8 +168,20 @@ mod tests {
 
     #[test]
     fn should_reject_wrong_count_and_garbage() {
-        assert!("6,6,6".parse::<SubnetArch>().unwrap_err().to_string().contains("found 3"));
-        assert!("6,6,x,6,6,6".parse::<SubnetArch>().unwrap_err().to_string().contains("\"x\""));
+        assert!(
+            "6,6,6"
+                .parse::<SubnetArch>()
+                .unwrap_err()
+                .to_string()
+                .contains("found 3")
+        );
+        assert!(
+            "6,6,x,6,6,6"
+                .parse::<SubnetArch>()
+                .unwrap_err()
+                .to_string()
+                .contains("\"x\"")
+        );
         assert!(SubnetArch::try_from(vec![1, 2]).is_err());
     }
 

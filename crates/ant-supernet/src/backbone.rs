@@ -30,15 +30,27 @@ use crate::nn::{ConvWeight, batch_norm, conv2d_same, load_batch_norm, swish};
 use crate::weights::WeightMap;
 
 fn narrow_out(weight: Tensor<4>, channels: usize) -> Tensor<4> {
-    if weight.dims()[0] == channels { weight } else { weight.narrow(0, 0, channels) }
+    if weight.dims()[0] == channels {
+        weight
+    } else {
+        weight.narrow(0, 0, channels)
+    }
 }
 
 fn narrow_in(weight: Tensor<4>, channels: usize) -> Tensor<4> {
-    if weight.dims()[1] == channels { weight } else { weight.narrow(1, 0, channels) }
+    if weight.dims()[1] == channels {
+        weight
+    } else {
+        weight.narrow(1, 0, channels)
+    }
 }
 
 fn narrow_bias(bias: Tensor<1>, channels: usize) -> Tensor<1> {
-    if bias.dims()[0] == channels { bias } else { bias.narrow(0, 0, channels) }
+    if bias.dims()[0] == channels {
+        bias
+    } else {
+        bias.narrow(0, 0, channels)
+    }
 }
 
 fn slice_param_out(param: &Param<Tensor<4>>, channels: usize) -> Param<Tensor<4>> {
@@ -57,9 +69,21 @@ fn squeeze_excite(
 ) -> Tensor<4> {
     let pooled = x.clone().mean_dim(3).mean_dim(2); // [batch, channels, 1, 1]
     let reduce_bias = reduce.bias.as_ref().map(|b| b.val());
-    let hidden = swish(conv2d_same(pooled, narrow_in(reduce.weight.val(), channels), reduce_bias, 1, 1));
+    let hidden = swish(conv2d_same(
+        pooled,
+        narrow_in(reduce.weight.val(), channels),
+        reduce_bias,
+        1,
+        1,
+    ));
     let expand_bias = expand.bias.as_ref().map(|b| narrow_bias(b.val(), channels));
-    let gate = sigmoid(conv2d_same(hidden, narrow_out(expand.weight.val(), channels), expand_bias, 1, 1));
+    let gate = sigmoid(conv2d_same(
+        hidden,
+        narrow_out(expand.weight.val(), channels),
+        expand_bias,
+        1,
+        1,
+    ));
     x * gate
 }
 
@@ -107,7 +131,10 @@ impl DepthwiseSeparable {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, channels, _, _] = x.dims();
         let shortcut = self.residual.then(|| x.clone());
-        let y = swish(self.bn_depthwise.forward(self.depthwise.forward(x, 1, channels)));
+        let y = swish(
+            self.bn_depthwise
+                .forward(self.depthwise.forward(x, 1, channels)),
+        );
         let y = squeeze_excite(y, &self.se_reduce, &self.se_expand, channels);
         let y = self.bn_pointwise.forward(self.pointwise.forward(y, 1, 1));
         match shortcut {
@@ -117,12 +144,26 @@ impl DepthwiseSeparable {
     }
 
     fn load(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {
-        self.depthwise.load(weights, &format!("{prefix}.conv_dw"), device)?;
-        load_batch_norm(&mut self.bn_depthwise, weights, &format!("{prefix}.bn1"), device)?;
-        self.se_reduce.load(weights, &format!("{prefix}.se.conv_reduce"), device)?;
-        self.se_expand.load(weights, &format!("{prefix}.se.conv_expand"), device)?;
-        self.pointwise.load(weights, &format!("{prefix}.conv_pw"), device)?;
-        load_batch_norm(&mut self.bn_pointwise, weights, &format!("{prefix}.bn2"), device)
+        self.depthwise
+            .load(weights, &format!("{prefix}.conv_dw"), device)?;
+        load_batch_norm(
+            &mut self.bn_depthwise,
+            weights,
+            &format!("{prefix}.bn1"),
+            device,
+        )?;
+        self.se_reduce
+            .load(weights, &format!("{prefix}.se.conv_reduce"), device)?;
+        self.se_expand
+            .load(weights, &format!("{prefix}.se.conv_expand"), device)?;
+        self.pointwise
+            .load(weights, &format!("{prefix}.conv_pw"), device)?;
+        load_batch_norm(
+            &mut self.bn_pointwise,
+            weights,
+            &format!("{prefix}.bn2"),
+            device,
+        )
     }
 }
 
@@ -178,9 +219,18 @@ impl ElasticMbConv {
             se_reduce: ConvWeight::init(rd, wide, 1, 1, true, device),
             se_expand: ConvWeight::init(wide, rd, 1, 1, true, device),
             project: ConvWeight::init(out_channels, wide, 1, 1, false, device),
-            bn_expand: ratios.iter().map(|r| batch_norm(in_channels * r, device)).collect(),
-            bn_depthwise: ratios.iter().map(|r| batch_norm(in_channels * r, device)).collect(),
-            bn_project: ratios.iter().map(|_| batch_norm(out_channels, device)).collect(),
+            bn_expand: ratios
+                .iter()
+                .map(|r| batch_norm(in_channels * r, device))
+                .collect(),
+            bn_depthwise: ratios
+                .iter()
+                .map(|r| batch_norm(in_channels * r, device))
+                .collect(),
+            bn_project: ratios
+                .iter()
+                .map(|_| batch_norm(out_channels, device))
+                .collect(),
             ratios,
             in_channels,
             stride,
@@ -189,9 +239,15 @@ impl ElasticMbConv {
     }
 
     fn ratio_index(&self, ratio: usize) -> usize {
-        self.ratios.iter().position(|&r| r == ratio).unwrap_or_else(|| {
-            panic!("ratio {ratio} not held by this block ({:?}); validate the arch", self.ratios)
-        })
+        self.ratios
+            .iter()
+            .position(|&r| r == ratio)
+            .unwrap_or_else(|| {
+                panic!(
+                    "ratio {ratio} not held by this block ({:?}); validate the arch",
+                    self.ratios
+                )
+            })
     }
 
     /// Runs the block at expansion ratio `ratio` (must be one of [`Self::ratios`]).
@@ -202,13 +258,25 @@ impl ElasticMbConv {
         let index = self.ratio_index(ratio);
         let channels = self.in_channels * ratio;
         let shortcut = self.residual.then(|| x.clone());
-        let y = conv2d_same(x, narrow_out(self.expand.weight.val(), channels), None, 1, 1);
+        let y = conv2d_same(
+            x,
+            narrow_out(self.expand.weight.val(), channels),
+            None,
+            1,
+            1,
+        );
         let y = swish(self.bn_expand[index].forward(y));
         let depthwise = narrow_out(self.depthwise.weight.val(), channels);
         let y = conv2d_same(y, depthwise, None, self.stride, channels);
         let y = swish(self.bn_depthwise[index].forward(y));
         let y = squeeze_excite(y, &self.se_reduce, &self.se_expand, channels);
-        let y = conv2d_same(y, narrow_in(self.project.weight.val(), channels), None, 1, 1);
+        let y = conv2d_same(
+            y,
+            narrow_in(self.project.weight.val(), channels),
+            None,
+            1,
+            1,
+        );
         let y = self.bn_project[index].forward(y);
         match shortcut {
             Some(shortcut) => y + shortcut,
@@ -226,14 +294,21 @@ impl ElasticMbConv {
             .as_ref()
             .map(|b| Param::from_tensor(narrow_bias(b.val(), channels)));
         Self {
-            expand: ConvWeight { weight: slice_param_out(&self.expand.weight, channels), bias: None },
+            expand: ConvWeight {
+                weight: slice_param_out(&self.expand.weight, channels),
+                bias: None,
+            },
             depthwise: ConvWeight {
                 weight: slice_param_out(&self.depthwise.weight, channels),
                 bias: None,
             },
             se_reduce: ConvWeight {
                 weight: Param::from_tensor(narrow_in(self.se_reduce.weight.val(), channels)),
-                bias: self.se_reduce.bias.as_ref().map(|b| Param::from_tensor(b.val())),
+                bias: self
+                    .se_reduce
+                    .bias
+                    .as_ref()
+                    .map(|b| Param::from_tensor(b.val())),
             },
             se_expand: ConvWeight {
                 weight: slice_param_out(&self.se_expand.weight, channels),
@@ -256,15 +331,35 @@ impl ElasticMbConv {
     /// Loads timm's `InvertedResidual` at `prefix`: shared convs as they are, and every
     /// private batch norm from the first channels of the full network's.
     fn load(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {
-        self.expand.load(weights, &format!("{prefix}.conv_pw"), device)?;
-        self.depthwise.load(weights, &format!("{prefix}.conv_dw"), device)?;
-        self.se_reduce.load(weights, &format!("{prefix}.se.conv_reduce"), device)?;
-        self.se_expand.load(weights, &format!("{prefix}.se.conv_expand"), device)?;
-        self.project.load(weights, &format!("{prefix}.conv_pwl"), device)?;
+        self.expand
+            .load(weights, &format!("{prefix}.conv_pw"), device)?;
+        self.depthwise
+            .load(weights, &format!("{prefix}.conv_dw"), device)?;
+        self.se_reduce
+            .load(weights, &format!("{prefix}.se.conv_reduce"), device)?;
+        self.se_expand
+            .load(weights, &format!("{prefix}.se.conv_expand"), device)?;
+        self.project
+            .load(weights, &format!("{prefix}.conv_pwl"), device)?;
         for index in 0..self.ratios.len() {
-            load_batch_norm(&mut self.bn_expand[index], weights, &format!("{prefix}.bn1"), device)?;
-            load_batch_norm(&mut self.bn_depthwise[index], weights, &format!("{prefix}.bn2"), device)?;
-            load_batch_norm(&mut self.bn_project[index], weights, &format!("{prefix}.bn3"), device)?;
+            load_batch_norm(
+                &mut self.bn_expand[index],
+                weights,
+                &format!("{prefix}.bn1"),
+                device,
+            )?;
+            load_batch_norm(
+                &mut self.bn_depthwise[index],
+                weights,
+                &format!("{prefix}.bn2"),
+                device,
+            )?;
+            load_batch_norm(
+                &mut self.bn_project[index],
+                weights,
+                &format!("{prefix}.bn3"),
+                device,
+            )?;
         }
         Ok(())
     }
@@ -308,7 +403,11 @@ impl Backbone {
         let first = resolved[0];
         let first_stage = (0..first.repeats)
             .map(|block| {
-                let in_channels = if block == 0 { first.in_channels } else { first.out_channels };
+                let in_channels = if block == 0 {
+                    first.in_channels
+                } else {
+                    first.out_channels
+                };
                 DepthwiseSeparable::init(in_channels, first.out_channels, first.kernel_size, device)
             })
             .collect();
@@ -373,7 +472,9 @@ impl Backbone {
 
     /// Elastic stage `index` (0-based over the six) at expansion ratio `ratio`.
     pub fn forward_stage(&self, index: usize, x: Tensor<4>, ratio: usize) -> Tensor<4> {
-        self.stages[index].iter().fold(x, |x, block| block.forward(x, ratio))
+        self.stages[index]
+            .iter()
+            .fold(x, |x, block| block.forward(x, ratio))
     }
 
     /// Runs subnet `arch` (validated by the caller with [`Self::validate`]).
@@ -405,15 +506,24 @@ impl Backbone {
                 .iter()
                 .enumerate()
                 .map(|(index, stage)| {
-                    stage.iter().map(|block| block.extract(arch.ratio(index))).collect()
+                    stage
+                        .iter()
+                        .map(|block| block.extract(arch.ratio(index)))
+                        .collect()
                 })
                 .collect(),
         })
     }
 
     /// Loads timm's `EfficientNetFeatures` weights under `prefix` (effdet: `backbone`).
-    pub fn load_effdet(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {
-        self.stem.load(weights, &format!("{prefix}.conv_stem"), device)?;
+    pub fn load_effdet(
+        &mut self,
+        weights: &mut WeightMap,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<()> {
+        self.stem
+            .load(weights, &format!("{prefix}.conv_stem"), device)?;
         load_batch_norm(&mut self.bn_stem, weights, &format!("{prefix}.bn1"), device)?;
         for (block_index, block) in self.first_stage.iter_mut().enumerate() {
             block.load(weights, &format!("{prefix}.blocks.0.{block_index}"), device)?;

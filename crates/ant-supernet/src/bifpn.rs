@@ -39,7 +39,10 @@ pub fn bifpn_nodes(min_level: usize, max_level: usize) -> Vec<FpnNodeSpec> {
     let mut nodes = Vec::new();
     let slot = |level: usize| level - min_level;
     for level in (min_level..max_level).rev() {
-        let inputs = vec![*node_ids[slot(level)].last().unwrap(), *node_ids[slot(level + 1)].last().unwrap()];
+        let inputs = vec![
+            *node_ids[slot(level)].last().unwrap(),
+            *node_ids[slot(level + 1)].last().unwrap(),
+        ];
         nodes.push(FpnNodeSpec { level, inputs });
         node_ids[slot(level)].push(next_id);
         next_id += 1;
@@ -86,7 +89,10 @@ fn resize(x: Tensor<4>, from_level: usize, to_level: usize, size: [usize; 2]) ->
     if from_level < to_level {
         (from_level..to_level).fold(x, |x, _| max_pool_same(x, 3, 2))
     } else if from_level > to_level {
-        interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size))
+        interpolate(
+            x,
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size),
+        )
     } else {
         x
     }
@@ -124,7 +130,10 @@ impl FpnNode {
                 x = resample.forward(x);
             }
             let x = resize(x, levels[offset], self.level, size);
-            let weight = normalised.clone().slice([index..index + 1]).reshape([1, 1, 1, 1]);
+            let weight = normalised
+                .clone()
+                .slice(index..index + 1)
+                .reshape([1, 1, 1, 1]);
             let term = x * weight;
             fused = Some(match fused {
                 Some(sum) => sum + term,
@@ -169,13 +178,19 @@ impl BiFpn {
         let mut extra_levels = Vec::new();
         while channels.len() < num_levels {
             let previous = *channels.last().unwrap();
-            extra_levels.push((previous != fpn_channels).then(|| ConvBn::init(previous, fpn_channels, device)));
+            extra_levels.push(
+                (previous != fpn_channels).then(|| ConvBn::init(previous, fpn_channels, device)),
+            );
             channels.push(fpn_channels);
         }
         let specs = bifpn_nodes(min_level, max_level);
         let cells = (0..cell_repeats)
             .map(|cell| {
-                let mut available = if cell == 0 { channels.clone() } else { vec![fpn_channels; num_levels] };
+                let mut available = if cell == 0 {
+                    channels.clone()
+                } else {
+                    vec![fpn_channels; num_levels]
+                };
                 let nodes = specs
                     .iter()
                     .map(|spec| {
@@ -190,7 +205,10 @@ impl BiFpn {
                         available.push(fpn_channels);
                         FpnNode {
                             resample,
-                            edge_weights: Param::from_tensor(Tensor::ones([spec.inputs.len()], device)),
+                            edge_weights: Param::from_tensor(Tensor::ones(
+                                [spec.inputs.len()],
+                                device,
+                            )),
                             conv: SeparableConv::init(fpn_channels, fpn_channels, true, device),
                             level: spec.level,
                             inputs: spec.inputs.clone(),
@@ -200,7 +218,11 @@ impl BiFpn {
                 BiFpnLayer { nodes }
             })
             .collect();
-        Self { extra_levels, cells, min_level }
+        Self {
+            extra_levels,
+            cells,
+            min_level,
+        }
     }
 
     /// # Shapes
@@ -237,10 +259,19 @@ impl BiFpn {
     }
 
     /// Loads effdet's `fpn.*` weights.
-    pub fn load_effdet(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {
+    pub fn load_effdet(
+        &mut self,
+        weights: &mut WeightMap,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<()> {
         for (index, extra) in self.extra_levels.iter_mut().enumerate() {
             if let Some(conv) = extra {
-                conv.load(weights, &format!("{prefix}.resample.{}.conv", index + 3), device)?;
+                conv.load(
+                    weights,
+                    &format!("{prefix}.resample.{}.conv", index + 3),
+                    device,
+                )?;
             }
         }
         for (cell_index, cell) in self.cells.iter_mut().enumerate() {
@@ -248,13 +279,21 @@ impl BiFpn {
                 let node_prefix = format!("{prefix}.cell.{cell_index}.fnode.{node_index}");
                 for (input, resample) in node.inputs.iter().zip(node.resample.iter_mut()) {
                     if let Some(conv) = resample {
-                        conv.load(weights, &format!("{node_prefix}.combine.resample.{input}.conv"), device)?;
+                        conv.load(
+                            weights,
+                            &format!("{node_prefix}.combine.resample.{input}.conv"),
+                            device,
+                        )?;
                     }
                 }
                 let shape = node.edge_weights.dims().to_vec();
                 let data = weights.take(&format!("{node_prefix}.combine.edge_weights"), &shape)?;
                 node.edge_weights = Param::from_tensor(Tensor::from_data(data, device));
-                node.conv.load(weights, &format!("{node_prefix}.after_combine.conv"), device)?;
+                node.conv.load(
+                    weights,
+                    &format!("{node_prefix}.after_combine.conv"),
+                    device,
+                )?;
             }
         }
         Ok(())
@@ -268,7 +307,8 @@ mod tests {
     #[test]
     fn should_wire_nodes_like_effdet_bifpn_config() {
         let nodes = bifpn_nodes(3, 7);
-        let wiring: Vec<(usize, Vec<usize>)> = nodes.into_iter().map(|n| (n.level, n.inputs)).collect();
+        let wiring: Vec<(usize, Vec<usize>)> =
+            nodes.into_iter().map(|n| (n.level, n.inputs)).collect();
         assert_eq!(
             wiring,
             vec![

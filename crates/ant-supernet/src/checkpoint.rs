@@ -18,11 +18,17 @@ fn config_path(path: &Path) -> PathBuf {
 }
 
 fn write_error(path: &Path, reason: impl ToString) -> SupernetError {
-    SupernetError::Write { path: path.to_path_buf(), reason: reason.to_string() }
+    SupernetError::Write {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 fn read_error(path: &Path, reason: impl ToString) -> SupernetError {
-    SupernetError::Read { path: path.to_path_buf(), reason: reason.to_string() }
+    SupernetError::Read {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Writes `contents` atomically (temporary file in the same directory, then rename).
@@ -43,8 +49,11 @@ impl EfficientDet {
         }
         let config = serde_json::to_string_pretty(&self.config).expect("config serialises");
         let mut store = BurnpackStore::from_bytes(None).metadata("ant_config", config.clone());
-        self.save_into(&mut store).map_err(|error| write_error(path, format!("{error:?}")))?;
-        let bytes = store.get_bytes().map_err(|error| write_error(path, format!("{error:?}")))?;
+        self.save_into(&mut store)
+            .map_err(|error| write_error(path, format!("{error:?}")))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|error| write_error(path, format!("{error:?}")))?;
         write_atomic(&config_path(path), config.as_bytes())?;
         write_atomic(path, &bytes)
     }
@@ -60,15 +69,21 @@ impl EfficientDet {
     }
 
     /// Loads a checkpoint into a model of `config`; a checkpoint of another shape is an error.
-    pub fn load_with_config(path: &Path, config: &EfficientDetConfig, device: &Device) -> Result<Self> {
+    pub fn load_with_config(
+        path: &Path,
+        config: &EfficientDetConfig,
+        device: &Device,
+    ) -> Result<Self> {
         if !path.is_file() {
             return Err(read_error(path, "no such file"));
         }
         let mut model = Self::init(config, device);
-        let mut store = BurnpackStore::from_file(path).auto_extension(false).validate(true);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|error| read_error(path, format!("not a checkpoint of this model: {error:?}")))?;
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .validate(true);
+        let result = model.load_from(&mut store).map_err(|error| {
+            read_error(path, format!("not a checkpoint of this model: {error:?}"))
+        })?;
         if !result.errors.is_empty() || !result.missing.is_empty() {
             return Err(read_error(
                 path,
@@ -77,7 +92,11 @@ impl EfficientDet {
                     config.name,
                     result.missing.len(),
                     result.errors.len(),
-                    result.missing.first().map(|m| format!("{m:?}")).or(result.errors.first().map(|e| format!("{e:?}")))
+                    result
+                        .missing
+                        .first()
+                        .map(|m| format!("{m:?}"))
+                        .or(result.errors.first().map(|e| format!("{e:?}")))
                 ),
             ));
         }

@@ -23,13 +23,55 @@ pub struct StageSpec {
 /// EfficientNet-B0: one MBConv1 stage, then the six MBConv6 stages that the supernet makes
 /// elastic. Squeeze-excite everywhere at 0.25 of the block input.
 pub const EFFICIENTNET_B0_STAGES: [StageSpec; 7] = [
-    StageSpec { repeats: 1, kernel_size: 3, stride: 1, expand_ratio: 1, channels: 16 },
-    StageSpec { repeats: 2, kernel_size: 3, stride: 2, expand_ratio: 6, channels: 24 },
-    StageSpec { repeats: 2, kernel_size: 5, stride: 2, expand_ratio: 6, channels: 40 },
-    StageSpec { repeats: 3, kernel_size: 3, stride: 2, expand_ratio: 6, channels: 80 },
-    StageSpec { repeats: 3, kernel_size: 5, stride: 1, expand_ratio: 6, channels: 112 },
-    StageSpec { repeats: 4, kernel_size: 5, stride: 2, expand_ratio: 6, channels: 192 },
-    StageSpec { repeats: 1, kernel_size: 3, stride: 1, expand_ratio: 6, channels: 320 },
+    StageSpec {
+        repeats: 1,
+        kernel_size: 3,
+        stride: 1,
+        expand_ratio: 1,
+        channels: 16,
+    },
+    StageSpec {
+        repeats: 2,
+        kernel_size: 3,
+        stride: 2,
+        expand_ratio: 6,
+        channels: 24,
+    },
+    StageSpec {
+        repeats: 2,
+        kernel_size: 5,
+        stride: 2,
+        expand_ratio: 6,
+        channels: 40,
+    },
+    StageSpec {
+        repeats: 3,
+        kernel_size: 3,
+        stride: 2,
+        expand_ratio: 6,
+        channels: 80,
+    },
+    StageSpec {
+        repeats: 3,
+        kernel_size: 5,
+        stride: 1,
+        expand_ratio: 6,
+        channels: 112,
+    },
+    StageSpec {
+        repeats: 4,
+        kernel_size: 5,
+        stride: 2,
+        expand_ratio: 6,
+        channels: 192,
+    },
+    StageSpec {
+        repeats: 1,
+        kernel_size: 3,
+        stride: 1,
+        expand_ratio: 6,
+        channels: 320,
+    },
 ];
 
 /// Stem output channels of EfficientNet-B0.
@@ -48,7 +90,11 @@ pub fn make_divisible(value: f64, divisor: usize) -> usize {
     let divisor_f = divisor as f64;
     let rounded = ((value + divisor_f / 2.0) / divisor_f).floor() as usize * divisor;
     let rounded = rounded.max(divisor);
-    if (rounded as f64) < 0.9 * value { rounded + divisor } else { rounded }
+    if (rounded as f64) < 0.9 * value {
+        rounded + divisor
+    } else {
+        rounded
+    }
 }
 
 /// The backbone's shape: channels per stage after the width multiplier.
@@ -181,7 +227,10 @@ impl EfficientDetConfig {
         Self::base(
             "d0",
             num_classes,
-            BackboneConfig { width_multiplier: 1.0, depth_multiplier: 1.0 },
+            BackboneConfig {
+                width_multiplier: 1.0,
+                depth_multiplier: 1.0,
+            },
         )
     }
 
@@ -190,7 +239,10 @@ impl EfficientDetConfig {
         Self::base(
             "d0_plus",
             num_classes,
-            BackboneConfig { width_multiplier: 1.1, depth_multiplier: 1.0 },
+            BackboneConfig {
+                width_multiplier: 1.1,
+                depth_multiplier: 1.0,
+            },
         )
     }
 
@@ -272,7 +324,12 @@ mod tests {
     #[test]
     fn should_widen_d0_plus_by_one_point_one() {
         let config = EfficientDetConfig::d0_plus(4);
-        let outs: Vec<usize> = config.backbone.stages().iter().map(|s| s.out_channels).collect();
+        let outs: Vec<usize> = config
+            .backbone
+            .stages()
+            .iter()
+            .map(|s| s.out_channels)
+            .collect();
         assert_eq!(outs, [16, 24, 48, 88, 120, 208, 352]);
     }
 }

@@ -54,7 +54,10 @@ fn conv(out: usize, in_per_group: usize, k: usize, bias: bool, out_size: usize) 
 }
 
 fn bn(channels: usize) -> Cost {
-    Cost { params: 2 * channels as u64, macs: 0 }
+    Cost {
+        params: 2 * channels as u64,
+        macs: 0,
+    }
 }
 
 fn se(channels: usize, reduced: usize) -> Cost {
@@ -79,7 +82,11 @@ pub fn detector_cost(config: &EfficientDetConfig, arch: &SubnetArch) -> Detector
     for (index, stage) in stages.iter().enumerate() {
         let mut cost = Cost::default();
         for block in 0..stage.repeats {
-            let in_channels = if block == 0 { stage.in_channels } else { stage.out_channels };
+            let in_channels = if block == 0 {
+                stage.in_channels
+            } else {
+                stage.out_channels
+            };
             let stride = if block == 0 { stage.stride } else { 1 };
             let out_size = size.div_ceil(stride);
             let rd = se_channels(in_channels);
@@ -112,8 +119,10 @@ pub fn detector_cost(config: &EfficientDetConfig, arch: &SubnetArch) -> Detector
     // BiFPN.
     let fpn = config.fpn_channels;
     let level_sizes = config.level_sizes();
-    let mut channels: Vec<usize> =
-        crate::config::PYRAMID_STAGES.iter().map(|&i| pyramid_sizes[i].1).collect();
+    let mut channels: Vec<usize> = crate::config::PYRAMID_STAGES
+        .iter()
+        .map(|&i| pyramid_sizes[i].1)
+        .collect();
     let mut fpn_cost = Cost::default();
     while channels.len() < config.num_levels() {
         let level = channels.len();
@@ -126,8 +135,11 @@ pub fn detector_cost(config: &EfficientDetConfig, arch: &SubnetArch) -> Detector
     }
     let specs = bifpn_nodes(config.min_level, config.max_level);
     for cell in 0..config.fpn_cell_repeats {
-        let mut available: Vec<usize> =
-            if cell == 0 { channels.clone() } else { vec![fpn; config.num_levels()] };
+        let mut available: Vec<usize> = if cell == 0 {
+            channels.clone()
+        } else {
+            vec![fpn; config.num_levels()]
+        };
         let mut levels: Vec<usize> = (config.min_level..=config.max_level).collect();
         for spec in &specs {
             for &offset in &spec.inputs {
@@ -153,7 +165,11 @@ pub fn detector_cost(config: &EfficientDetConfig, arch: &SubnetArch) -> Detector
     for outputs in [config.num_classes, 4] {
         let out = config.num_anchors() * outputs;
         for repeat in 0..config.box_class_repeats + 1 {
-            let out_channels = if repeat == config.box_class_repeats { out } else { fpn };
+            let out_channels = if repeat == config.box_class_repeats {
+                out
+            } else {
+                fpn
+            };
             let dw = conv(fpn, 1, 3, false, 1);
             let pw = conv(out_channels, fpn, 1, true, 1);
             heads.params += dw.params + pw.params;
@@ -180,15 +196,24 @@ mod tests {
     fn should_match_effdet_d0_with_four_classes() {
         let cost = detector_cost(&EfficientDetConfig::d0(4), &SubnetArch::LARGEST);
         assert_eq!(cost.total.params, 3_829_757);
-        assert_eq!((cost.total.macs as f64 / 1e9 * 1000.0).round() / 1000.0, 2.222);
-        assert_eq!((cost.backbone.macs as f64 / 1e9 * 1000.0).round() / 1000.0, 1.901);
+        assert_eq!(
+            (cost.total.macs as f64 / 1e9 * 1000.0).round() / 1000.0,
+            2.222
+        );
+        assert_eq!(
+            (cost.backbone.macs as f64 / 1e9 * 1000.0).round() / 1000.0,
+            1.901
+        );
     }
 
     #[test]
     fn should_match_effdet_d0_with_ninety_classes() {
         let cost = detector_cost(&EfficientDetConfig::d0(90), &SubnetArch::LARGEST);
         assert_eq!(cost.total.params, 3_880_067);
-        assert_eq!((cost.total.macs as f64 / 1e9 * 1000.0).round() / 1000.0, 2.492);
+        assert_eq!(
+            (cost.total.macs as f64 / 1e9 * 1000.0).round() / 1000.0,
+            2.492
+        );
     }
 
     #[test]

@@ -100,7 +100,8 @@ impl EfficientDet {
         let class_matches = weights
             .shape("class_net.predict.conv_pw.weight")
             .is_some_and(|shape| shape.first() == Some(&expected));
-        self.class_net.load_effdet(weights, "class_net", class_matches, device)?;
+        self.class_net
+            .load_effdet(weights, "class_net", class_matches, device)?;
         self.box_net.load_effdet(weights, "box_net", true, device)
     }
 
@@ -119,7 +120,10 @@ impl EfficientDet {
     /// modules call it with fused features.
     pub fn forward_pyramid(&self, pyramid: [Tensor<4>; 3]) -> HeadOutputs {
         let levels = self.fpn.forward(pyramid);
-        HeadOutputs { class: self.class_net.forward(&levels), boxes: self.box_net.forward(&levels) }
+        HeadOutputs {
+            class: self.class_net.forward(&levels),
+            boxes: self.box_net.forward(&levels),
+        }
     }
 
     /// Raw per-level outputs of subnet `arch`.
@@ -140,7 +144,12 @@ impl EfficientDet {
 
     /// Decoding and NMS of raw outputs.
     pub fn postprocess(&self, outputs: &HeadOutputs) -> Vec<Detections> {
-        postprocess(&outputs.class, &outputs.boxes, &self.anchors(), &self.config)
+        postprocess(
+            &outputs.class,
+            &outputs.boxes,
+            &self.anchors(),
+            &self.config,
+        )
     }
 
     /// The anchors of this detector's config.
@@ -170,14 +179,23 @@ impl EfficientDet {
             norm_channels += channels(&block.bn_depthwise) + channels(&block.bn_pointwise);
         }
         for block in self.backbone.stages.iter().flatten() {
-            let norms = block.bn_expand.iter().chain(&block.bn_depthwise).chain(&block.bn_project);
+            let norms = block
+                .bn_expand
+                .iter()
+                .chain(&block.bn_depthwise)
+                .chain(&block.bn_project);
             norm_channels += norms.map(channels).sum::<usize>();
         }
         for extra in self.fpn.extra_levels.iter().flatten() {
             norm_channels += channels(&extra.bn);
         }
         for node in self.fpn.cells.iter().flat_map(|cell| &cell.nodes) {
-            norm_channels += node.resample.iter().flatten().map(|r| channels(&r.bn)).sum::<usize>();
+            norm_channels += node
+                .resample
+                .iter()
+                .flatten()
+                .map(|r| channels(&r.bn))
+                .sum::<usize>();
             norm_channels += node.conv.bn.as_ref().map_or(0, channels);
         }
         for head in [&self.class_net, &self.box_net] {

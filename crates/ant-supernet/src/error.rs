@@ -40,7 +40,9 @@ pub enum SupernetError {
         reason: String,
     },
     /// A tensor the model needs is not in the checkpoint.
-    #[error("{path}: missing tensor {key:?} (is this an effdet tf_efficientdet checkpoint of the same config?)")]
+    #[error(
+        "{path}: missing tensor {key:?} (is this an effdet tf_efficientdet checkpoint of the same config?)"
+    )]
     MissingTensor {
         /// The checkpoint.
         path: PathBuf,

@@ -36,14 +36,23 @@ impl HeadNet {
         prior_bias: f32,
         device: &Device,
     ) -> Self {
-        let mut predict = SeparableConv::init(channels, num_anchors * outputs_per_anchor, false, device);
+        let mut predict =
+            SeparableConv::init(channels, num_anchors * outputs_per_anchor, false, device);
         if let Some(bias) = &predict.pointwise.bias {
-            predict.pointwise.bias = Some(Param::from_tensor(bias.val().zeros_like().add_scalar(prior_bias)));
+            predict.pointwise.bias = Some(Param::from_tensor(
+                bias.val().zeros_like().add_scalar(prior_bias),
+            ));
         }
         Self {
-            conv_rep: (0..repeats).map(|_| SeparableConv::init(channels, channels, false, device)).collect(),
+            conv_rep: (0..repeats)
+                .map(|_| SeparableConv::init(channels, channels, false, device))
+                .collect(),
             bn_rep: (0..repeats)
-                .map(|_| (0..num_levels).map(|_| batch_norm(channels, device)).collect())
+                .map(|_| {
+                    (0..num_levels)
+                        .map(|_| batch_norm(channels, device))
+                        .collect()
+                })
                 .collect(),
             predict,
         }
@@ -80,11 +89,17 @@ impl HeadNet {
         }
         for (repeat, norms) in self.bn_rep.iter_mut().enumerate() {
             for (level, bn) in norms.iter_mut().enumerate() {
-                load_batch_norm(bn, weights, &format!("{prefix}.bn_rep.{repeat}.{level}.bn"), device)?;
+                load_batch_norm(
+                    bn,
+                    weights,
+                    &format!("{prefix}.bn_rep.{repeat}.{level}.bn"),
+                    device,
+                )?;
             }
         }
         if load_predict {
-            self.predict.load(weights, &format!("{prefix}.predict"), device)?;
+            self.predict
+                .load(weights, &format!("{prefix}.predict"), device)?;
         } else {
             for name in ["conv_dw.weight", "conv_pw.weight", "conv_pw.bias"] {
                 weights.mark_used(&format!("{prefix}.predict.{name}"));

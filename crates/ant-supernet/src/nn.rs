@@ -41,7 +41,10 @@ pub fn conv2d_same(
     let [_, _, kernel_h, kernel_w] = weight.dims();
     let options = ConvOptions::new_with_padding(
         [stride, stride],
-        [same_padding(height, kernel_h, stride), same_padding(width, kernel_w, stride)],
+        [
+            same_padding(height, kernel_h, stride),
+            same_padding(width, kernel_w, stride),
+        ],
         [1, 1],
         groups,
     );
@@ -98,7 +101,13 @@ impl ConvWeight {
 
     /// Runs the convolution with TF "same" padding.
     pub fn forward(&self, x: Tensor<4>, stride: usize, groups: usize) -> Tensor<4> {
-        conv2d_same(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), stride, groups)
+        conv2d_same(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            stride,
+            groups,
+        )
     }
 
     /// Output channels.
@@ -185,8 +194,10 @@ impl SeparableConv {
 
     /// Loads effdet's `{prefix}.conv_dw`, `{prefix}.conv_pw` and `{prefix}.bn`.
     pub fn load(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {
-        self.depthwise.load(weights, &format!("{prefix}.conv_dw"), device)?;
-        self.pointwise.load(weights, &format!("{prefix}.conv_pw"), device)?;
+        self.depthwise
+            .load(weights, &format!("{prefix}.conv_dw"), device)?;
+        self.pointwise
+            .load(weights, &format!("{prefix}.conv_pw"), device)?;
         if let Some(bn) = &mut self.bn {
             load_batch_norm(bn, weights, &format!("{prefix}.bn"), device)?;
         }

@@ -60,7 +60,10 @@ fn max_abs_diff(ours: &[f32], reference: &[f32]) -> f32 {
     if ours.len() != reference.len() {
         return f32::INFINITY;
     }
-    ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 fn values(tensor: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
@@ -75,7 +78,10 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
         path: reference.to_path_buf(),
         key: key.to_string(),
     };
-    let input_shape = reference_map.shape("input").ok_or_else(|| missing("input"))?.to_vec();
+    let input_shape = reference_map
+        .shape("input")
+        .ok_or_else(|| missing("input"))?
+        .to_vec();
     let class_shape = reference_map
         .shape("class_out_3")
         .ok_or_else(|| missing("class_out_3"))?
@@ -83,7 +89,10 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
     let num_classes = class_shape[1] / 9;
     let config = EfficientDetConfig::d0(num_classes).with_image_size(input_shape[2]);
     let model = EfficientDet::from_effdet(&config, weights, device)?;
-    let input_values = reference_map.values("input").expect("checked above").to_vec();
+    let input_values = reference_map
+        .values("input")
+        .expect("checked above")
+        .to_vec();
     let input: Tensor<4> = Tensor::from_data(TensorData::new(input_values, input_shape), device);
 
     let mut entries = Vec::new();
@@ -96,7 +105,11 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
             } else {
                 f32::INFINITY
             };
-            entries.push(ParityEntry { name, max_abs_error: error, tolerance: TENSOR_TOLERANCE });
+            entries.push(ParityEntry {
+                name,
+                max_abs_error: error,
+                tolerance: TENSOR_TOLERANCE,
+            });
         }
     };
     let arch = SubnetArch::LARGEST;
@@ -116,14 +129,20 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
         // decided by float noise. Detections are therefore matched as sets: each reference
         // detection to our detection of the same class with the nearest box.
         let detections = &model.postprocess(&outputs)[0];
-        let rows: Vec<&[f32]> = expected.chunks_exact(6).filter(|row| row[4] > 0.0).collect();
+        let rows: Vec<&[f32]> = expected
+            .chunks_exact(6)
+            .filter(|row| row[4] > 0.0)
+            .collect();
         let mut box_error: f32 = 0.0;
         let mut score_error: f32 = 0.0;
         let mut unmatched = 0usize;
         if std::env::var_os("ANT_PARITY_DEBUG").is_some() {
             for d in &detections.items {
                 let b = d.bbox;
-                eprintln!("det {} {} {} {} {} {}", b.x1, b.y1, b.x2, b.y2, d.score, d.class);
+                eprintln!(
+                    "det {} {} {} {} {} {}",
+                    b.x1, b.y1, b.x2, b.y2, d.score, d.class
+                );
             }
         }
         for row in &rows {
@@ -149,7 +168,12 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
                 _ => {
                     // A near-tie NMS swap: we kept an overlapping neighbour (IoU > 0.5) of
                     // the same class whose score is equal to float precision.
-                    let reference_box = ant_geom::BoxXyxy { x1: row[0], y1: row[1], x2: row[2], y2: row[3] };
+                    let reference_box = ant_geom::BoxXyxy {
+                        x1: row[0],
+                        y1: row[1],
+                        x2: row[2],
+                        y2: row[3],
+                    };
                     let swapped = detections.items.iter().any(|d| {
                         (d.class + 1) as f32 == row[5]
                             && (d.score - row[4]).abs() <= NEAR_TIE_SCORE

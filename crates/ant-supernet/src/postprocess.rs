@@ -74,9 +74,7 @@ pub fn postprocess(
     logits
         .iter()
         .zip(&codes)
-        .map(|(logits, codes)| {
-            detect_image(logits, codes, anchors, num_classes, config)
-        })
+        .map(|(logits, codes)| detect_image(logits, codes, anchors, num_classes, config))
         .collect()
 }
 
@@ -100,7 +98,12 @@ fn detect_image(
     let mut classes = Vec::with_capacity(keep);
     for &flat in &order {
         let anchor = flat / num_classes;
-        let code = [codes[anchor * 4], codes[anchor * 4 + 1], codes[anchor * 4 + 2], codes[anchor * 4 + 3]];
+        let code = [
+            codes[anchor * 4],
+            codes[anchor * 4 + 1],
+            codes[anchor * 4 + 2],
+            codes[anchor * 4 + 3],
+        ];
         boxes.push(decode_box(code, &anchors.boxes[anchor]));
         scores.push(1.0 / (1.0 + (-logits[flat]).exp()));
         classes.push(flat % num_classes);
@@ -110,7 +113,11 @@ fn detect_image(
         items: kept
             .into_iter()
             .take(config.max_detections)
-            .map(|i| Detection { bbox: boxes[i], score: scores[i], class: classes[i] })
+            .map(|i| Detection {
+                bbox: boxes[i],
+                score: scores[i],
+                class: classes[i],
+            })
             .collect(),
     }
 }

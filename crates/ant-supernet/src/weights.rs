@@ -21,7 +21,10 @@ pub struct WeightMap {
 }
 
 fn read_error(path: &Path, reason: impl ToString) -> SupernetError {
-    SupernetError::Read { path: path.to_path_buf(), reason: reason.to_string() }
+    SupernetError::Read {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 impl WeightMap {
@@ -60,7 +63,11 @@ impl WeightMap {
             };
             tensors.insert(name, (tensor.shape().to_vec(), values));
         }
-        Ok(Self { path: path.to_path_buf(), tensors, used: BTreeSet::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            used: BTreeSet::new(),
+        })
     }
 
     /// Reads every `f32` tensor of a SafeTensors file.
@@ -84,7 +91,11 @@ impl WeightMap {
                 .collect();
             tensors.insert(name, (view.shape().to_vec(), values));
         }
-        Ok(Self { path: path.to_path_buf(), tensors, used: BTreeSet::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            used: BTreeSet::new(),
+        })
     }
 
     /// The file these tensors came from.
@@ -109,10 +120,12 @@ impl WeightMap {
 
     fn get(&mut self, key: &str) -> Result<&(Vec<usize>, Vec<f32>)> {
         self.used.insert(key.to_string());
-        self.tensors.get(key).ok_or_else(|| SupernetError::MissingTensor {
-            path: self.path.clone(),
-            key: key.to_string(),
-        })
+        self.tensors
+            .get(key)
+            .ok_or_else(|| SupernetError::MissingTensor {
+                path: self.path.clone(),
+                key: key.to_string(),
+            })
     }
 
     /// A tensor of exactly `expected` shape.

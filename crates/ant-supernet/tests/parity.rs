@@ -7,7 +7,9 @@ use burn::tensor::Device;
 
 #[test]
 fn should_match_effdet_reference_outputs() {
-    let Some(dir) = common::shared("fixtures/effdet-d0") else { return };
+    let Some(dir) = common::shared("fixtures/effdet-d0") else {
+        return;
+    };
     let report = run_parity(
         &dir.join("tf_efficientdet_d0_random.pth"),
         &dir.join("expected.safetensors"),
@@ -15,8 +17,14 @@ fn should_match_effdet_reference_outputs() {
     )
     .unwrap();
     for entry in &report.entries {
-        println!("{:<32} {:.3e} (<= {:.0e})", entry.name, entry.max_abs_error, entry.tolerance);
+        println!(
+            "{:<32} {:.3e} (<= {:.0e})",
+            entry.name, entry.max_abs_error, entry.tolerance
+        );
     }
-    assert!(report.entries.len() >= 3 + 10 + 2, "too few reference tensors compared");
+    assert!(
+        report.entries.len() >= 3 + 10 + 2,
+        "too few reference tensors compared"
+    );
     assert!(report.passed(), "parity failed: {:#?}", report.entries);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch, SupernetError};
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -18,12 +18,33 @@ fn randomised_model(device: &Device) -> EfficientDet {
     let mut model = EfficientDet::init(&small_config(), device);
     for stage in &mut model.backbone.stages {
         for block in stage {
-            for bn in block.bn_expand.iter_mut().chain(&mut block.bn_depthwise).chain(&mut block.bn_project) {
+            for bn in block
+                .bn_expand
+                .iter_mut()
+                .chain(&mut block.bn_depthwise)
+                .chain(&mut block.bn_project)
+            {
                 let [channels] = bn.gamma.dims();
-                bn.gamma = Param::from_tensor(Tensor::random([channels], Distribution::Uniform(0.5, 1.5), device));
-                bn.beta = Param::from_tensor(Tensor::random([channels], Distribution::Normal(0.0, 0.2), device));
-                bn.running_mean = RunningState::new(Tensor::random([channels], Distribution::Normal(0.0, 0.2), device));
-                bn.running_var = RunningState::new(Tensor::random([channels], Distribution::Uniform(0.5, 1.5), device));
+                bn.gamma = Param::from_tensor(Tensor::random(
+                    [channels],
+                    Distribution::Uniform(0.5, 1.5),
+                    device,
+                ));
+                bn.beta = Param::from_tensor(Tensor::random(
+                    [channels],
+                    Distribution::Normal(0.0, 0.2),
+                    device,
+                ));
+                bn.running_mean = RunningState::new(Tensor::random(
+                    [channels],
+                    Distribution::Normal(0.0, 0.2),
+                    device,
+                ));
+                bn.running_var = RunningState::new(Tensor::random(
+                    [channels],
+                    Distribution::Uniform(0.5, 1.5),
+                    device,
+                ));
             }
         }
     }
@@ -48,9 +69,17 @@ fn should_equal_extracted_subnet_for_random_archs() {
         let extracted = model.extract(&arch).unwrap();
         let ours = model.forward(input.clone(), &arch).unwrap();
         let theirs = extracted.forward(input.clone(), &arch).unwrap();
-        for (a, b) in ours.class.into_iter().zip(theirs.class).chain(ours.boxes.into_iter().zip(theirs.boxes)) {
+        for (a, b) in ours
+            .class
+            .into_iter()
+            .zip(theirs.class)
+            .chain(ours.boxes.into_iter().zip(theirs.boxes))
+        {
             let error = max_abs(a, b);
-            assert!(error < 1e-5, "arch {arch}: supernet and extracted differ by {error}");
+            assert!(
+                error < 1e-5,
+                "arch {arch}: supernet and extracted differ by {error}"
+            );
         }
         // The extracted model holds only its own weights.
         let expected = model.cost(&arch).total.params as usize;
@@ -64,8 +93,12 @@ fn should_use_private_norms_per_ratio() {
     let device = Device::flex();
     let model = randomised_model(&device);
     let input = Tensor::<4>::random([1, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
-    let features = model.forward_backbone(input.clone(), &SubnetArch::uniform(3).unwrap()).unwrap();
-    let other = model.forward_backbone(input, &SubnetArch::uniform(4).unwrap()).unwrap();
+    let features = model
+        .forward_backbone(input.clone(), &SubnetArch::uniform(3).unwrap())
+        .unwrap();
+    let other = model
+        .forward_backbone(input, &SubnetArch::uniform(4).unwrap())
+        .unwrap();
     assert!(max_abs(features.stages[1].clone(), other.stages[1].clone()) > 1e-3);
     assert_eq!(features.stages.len(), 7);
     assert_eq!(features.stem.dims(), [1, 32, 64, 64]);
@@ -79,8 +112,22 @@ fn should_reject_subnets_an_extracted_model_does_not_hold() {
     let extracted = model.extract(&arch).unwrap();
     let input = Tensor::<4>::zeros([1, 3, 128, 128], &device);
     let error = extracted.forward(input, &SubnetArch::LARGEST).unwrap_err();
-    assert!(matches!(error, SupernetError::UnavailableRatio { stage: 1, ratio: 6, .. }), "{error}");
-    assert!(error.to_string().contains("stage 1 has no expansion ratio 6"));
+    assert!(
+        matches!(
+            error,
+            SupernetError::UnavailableRatio {
+                stage: 1,
+                ratio: 6,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("stage 1 has no expansion ratio 6")
+    );
 }
 
 #[test]
@@ -97,7 +144,8 @@ fn should_round_trip_native_checkpoint() {
     let b = loaded.forward(input, &arch).unwrap();
     assert!(max_abs(a.class[0].clone(), b.class[0].clone()) < 1e-6);
     // A checkpoint of another config is refused with the file named.
-    let error = EfficientDet::load_with_config(&path, &EfficientDetConfig::d0(4), &device).unwrap_err();
+    let error =
+        EfficientDet::load_with_config(&path, &EfficientDetConfig::d0(4), &device).unwrap_err();
     assert!(error.to_string().contains("model.bpk"), "{error}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -107,17 +155,25 @@ fn should_name_file_for_missing_or_corrupt_checkpoints() {
     let device = Device::flex();
     let missing = std::path::Path::new("/nonexistent/weights.pth");
     let error = EfficientDet::from_effdet(&small_config(), missing, &device).unwrap_err();
-    assert!(error.to_string().contains("/nonexistent/weights.pth"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/weights.pth"),
+        "{error}"
+    );
     let corrupt = std::env::temp_dir().join(format!("ant-corrupt-{}.pth", std::process::id()));
     std::fs::write(&corrupt, b"this is not a checkpoint").unwrap();
     let error = EfficientDet::from_effdet(&small_config(), &corrupt, &device).unwrap_err();
-    assert!(error.to_string().contains("not a PyTorch checkpoint"), "{error}");
+    assert!(
+        error.to_string().contains("not a PyTorch checkpoint"),
+        "{error}"
+    );
     std::fs::remove_file(corrupt).ok();
 }
 
 #[test]
 fn should_refuse_effdet_checkpoint_of_another_config() {
-    let Some(dir) = common::shared("fixtures/effdet-d0") else { return };
+    let Some(dir) = common::shared("fixtures/effdet-d0") else {
+        return;
+    };
     let device = Device::flex();
     let error = EfficientDet::from_effdet(
         &EfficientDetConfig::d0_plus(4),
@@ -126,12 +182,17 @@ fn should_refuse_effdet_checkpoint_of_another_config() {
     )
     .unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("tf_efficientdet_d0_random.pth") && text.contains("shape"), "{text}");
+    assert!(
+        text.contains("tf_efficientdet_d0_random.pth") && text.contains("shape"),
+        "{text}"
+    );
 }
 
 #[test]
 fn should_reinitialise_class_head_for_other_class_count() {
-    let Some(dir) = common::shared("fixtures/effdet-d0") else { return };
+    let Some(dir) = common::shared("fixtures/effdet-d0") else {
+        return;
+    };
     let device = Device::flex();
     let model = EfficientDet::from_effdet(
         &EfficientDetConfig::d0(7).with_image_size(128),
