@@ -26,6 +26,7 @@ use burn::tensor::{Device, Tensor};
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
 use crate::error::{Result, SupernetError};
+use crate::fast::{depthwise_norm_act, norm_act};
 use crate::nn::{ConvWeight, batch_norm, conv2d_same, load_batch_norm, swish};
 use crate::weights::WeightMap;
 
@@ -131,12 +132,9 @@ impl DepthwiseSeparable {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, channels, _, _] = x.dims();
         let shortcut = self.residual.then(|| x.clone());
-        let y = swish(
-            self.bn_depthwise
-                .forward(self.depthwise.forward(x, 1, channels)),
-        );
+        let y = depthwise_norm_act(x, self.depthwise.weight.val(), 1, &self.bn_depthwise, true);
         let y = squeeze_excite(y, &self.se_reduce, &self.se_expand, channels);
-        let y = self.bn_pointwise.forward(self.pointwise.forward(y, 1, 1));
+        let y = norm_act(&self.bn_pointwise, self.pointwise.forward(y, 1, 1), false);
         match shortcut {
             Some(shortcut) => y + shortcut,
             None => y,
@@ -265,10 +263,9 @@ impl ElasticMbConv {
             1,
             1,
         );
-        let y = swish(self.bn_expand[index].forward(y));
+        let y = norm_act(&self.bn_expand[index], y, true);
         let depthwise = narrow_out(self.depthwise.weight.val(), channels);
-        let y = conv2d_same(y, depthwise, None, self.stride, channels);
-        let y = swish(self.bn_depthwise[index].forward(y));
+        let y = depthwise_norm_act(y, depthwise, self.stride, &self.bn_depthwise[index], true);
         let y = squeeze_excite(y, &self.se_reduce, &self.se_expand, channels);
         let y = conv2d_same(
             y,
@@ -277,7 +274,7 @@ impl ElasticMbConv {
             1,
             1,
         );
-        let y = self.bn_project[index].forward(y);
+        let y = norm_act(&self.bn_project[index], y, false);
         match shortcut {
             Some(shortcut) => y + shortcut,
             None => y,
@@ -462,7 +459,7 @@ impl Backbone {
     /// # Shapes
     /// `[batch, 3, h, w] -> [batch, 32, ceil(h/2), ceil(w/2)]`
     pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
-        swish(self.bn_stem.forward(self.stem.forward(x, 2, 1)))
+        norm_act(&self.bn_stem, self.stem.forward(x, 2, 1), true)
     }
 
     /// The MBConv1 stage (stage index 0).

@@ -9,7 +9,7 @@ use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::nn::{SeparableConv, batch_norm, load_batch_norm, swish};
+use crate::nn::{SeparableConv, batch_norm, load_batch_norm};
 use crate::weights::WeightMap;
 
 /// A class or box net.
@@ -67,7 +67,7 @@ impl HeadNet {
             .map(|(level, x)| {
                 let mut x = x.clone();
                 for (conv, norms) in self.conv_rep.iter().zip(&self.bn_rep) {
-                    x = swish(norms[level].forward(conv.forward(x)));
+                    x = crate::fast::norm_act(&norms[level], conv.forward(x), true);
                 }
                 self.predict.forward(x)
             })

@@ -23,6 +23,7 @@ pub mod config;
 pub mod cost;
 pub mod detector;
 pub mod error;
+pub mod fast;
 pub mod head;
 pub mod loss;
 pub mod nn;

@@ -65,7 +65,7 @@ pub fn max_pool_same(x: Tensor<4>, kernel_size: usize, stride: usize) -> Tensor<
 
 /// Swish (SiLU), the activation of EfficientNet and EfficientDet.
 pub fn swish(x: Tensor<4>) -> Tensor<4> {
-    burn::tensor::activation::silu(x)
+    crate::fast::swish(x)
 }
 
 /// Convolution weights, with an optional bias.
@@ -187,7 +187,7 @@ impl SeparableConv {
         let x = self.depthwise.forward(x, 1, channels);
         let x = self.pointwise.forward(x, 1, 1);
         match &self.bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => crate::fast::norm_act(bn, x, false),
             None => x,
         }
     }
