@@ -115,90 +115,6 @@ pub fn norm_act(bn: &BatchNorm, x: Tensor<4>, activate: bool) -> Tensor<4> {
     from_values(dims, values, &device)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn should_match_std_exp_to_float_precision() {
-        let mut worst: f32 = 0.0;
-        let mut x = -80.0f32;
-        while x < 80.0 {
-            let relative = (fast_exp(x) - x.exp()).abs() / x.exp();
-            worst = worst.max(relative);
-            x += 0.0137;
-        }
-        assert!(worst < 5e-7, "worst relative error {worst}");
-    }
-
-    #[test]
-    fn should_match_burn_depthwise_conv_with_same_padding() {
-        let device = burn::tensor::Device::flex();
-        for (size, kernel, stride) in [
-            (9, 3, 1),
-            (9, 5, 1),
-            (10, 3, 2),
-            (11, 5, 2),
-            (16, 5, 2),
-            (7, 3, 2),
-        ] {
-            let channels = 4;
-            let mut bn = crate::nn::batch_norm(channels, &device);
-            bn.running_var =
-                burn::module::RunningState::new(Tensor::from_floats([0.5, 1.5, 2.0, 1.0], &device));
-            let x = Tensor::<4>::random(
-                [2, channels, size, size + 1],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let weight = Tensor::<4>::random(
-                [channels, 1, kernel, kernel],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let expected = burn::tensor::activation::silu(bn.forward(crate::nn::conv2d_same(
-                x.clone(),
-                weight.clone(),
-                None,
-                stride,
-                channels,
-            )));
-            let ours = depthwise_norm_act(x, weight, stride, &bn, true);
-            assert_eq!(ours.dims(), expected.dims());
-            let error: f32 = (ours - expected).abs().max().into_scalar();
-            assert!(
-                error < 1e-4,
-                "size {size} kernel {kernel} stride {stride}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn should_fuse_norm_and_swish_like_burn() {
-        let device = burn::tensor::Device::flex();
-        let mut bn = crate::nn::batch_norm(3, &device);
-        bn.running_mean =
-            burn::module::RunningState::new(Tensor::from_floats([0.1, -0.2, 0.3], &device));
-        bn.running_var =
-            burn::module::RunningState::new(Tensor::from_floats([0.5, 1.5, 2.0], &device));
-        bn.gamma = burn::module::Param::from_tensor(Tensor::from_floats([1.2, 0.8, -0.5], &device));
-        let x = Tensor::<4>::random(
-            [2, 3, 5, 7],
-            burn::tensor::Distribution::Normal(0.0, 3.0),
-            &device,
-        );
-        let expected = burn::tensor::activation::silu(bn.forward(x.clone()));
-        let ours = norm_act(&bn, x.clone(), true);
-        let error: f32 = (ours - expected).abs().max().into_scalar();
-        assert!(error < 1e-5, "{error}");
-        let plain: f32 = (norm_act(&bn, x.clone(), false) - bn.forward(x))
-            .abs()
-            .max()
-            .into_scalar();
-        assert!(plain < 1e-5, "{plain}");
-    }
-}
-
 /// Depthwise convolution with TF "same" padding fused with batch norm and (optionally) swish,
 /// for inference. Each channel plane is computed row by row: for every kernel tap the output
 /// row gets `w * input_row` added (a contiguous, vectorised loop; stride-2 rows are split into
@@ -313,4 +229,88 @@ pub fn depthwise_norm_act(
         .enumerate()
         .for_each(compute_plane);
     from_values([batch, channels, out_h, out_w], output, &device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_match_std_exp_to_float_precision() {
+        let mut worst: f32 = 0.0;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let relative = (fast_exp(x) - x.exp()).abs() / x.exp();
+            worst = worst.max(relative);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn should_match_burn_depthwise_conv_with_same_padding() {
+        let device = burn::tensor::Device::flex();
+        for (size, kernel, stride) in [
+            (9, 3, 1),
+            (9, 5, 1),
+            (10, 3, 2),
+            (11, 5, 2),
+            (16, 5, 2),
+            (7, 3, 2),
+        ] {
+            let channels = 4;
+            let mut bn = crate::nn::batch_norm(channels, &device);
+            bn.running_var =
+                burn::module::RunningState::new(Tensor::from_floats([0.5, 1.5, 2.0, 1.0], &device));
+            let x = Tensor::<4>::random(
+                [2, channels, size, size + 1],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let weight = Tensor::<4>::random(
+                [channels, 1, kernel, kernel],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let expected = burn::tensor::activation::silu(bn.forward(crate::nn::conv2d_same(
+                x.clone(),
+                weight.clone(),
+                None,
+                stride,
+                channels,
+            )));
+            let ours = depthwise_norm_act(x, weight, stride, &bn, true);
+            assert_eq!(ours.dims(), expected.dims());
+            let error: f32 = (ours - expected).abs().max().into_scalar();
+            assert!(
+                error < 1e-4,
+                "size {size} kernel {kernel} stride {stride}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn should_fuse_norm_and_swish_like_burn() {
+        let device = burn::tensor::Device::flex();
+        let mut bn = crate::nn::batch_norm(3, &device);
+        bn.running_mean =
+            burn::module::RunningState::new(Tensor::from_floats([0.1, -0.2, 0.3], &device));
+        bn.running_var =
+            burn::module::RunningState::new(Tensor::from_floats([0.5, 1.5, 2.0], &device));
+        bn.gamma = burn::module::Param::from_tensor(Tensor::from_floats([1.2, 0.8, -0.5], &device));
+        let x = Tensor::<4>::random(
+            [2, 3, 5, 7],
+            burn::tensor::Distribution::Normal(0.0, 3.0),
+            &device,
+        );
+        let expected = burn::tensor::activation::silu(bn.forward(x.clone()));
+        let ours = norm_act(&bn, x.clone(), true);
+        let error: f32 = (ours - expected).abs().max().into_scalar();
+        assert!(error < 1e-5, "{error}");
+        let plain: f32 = (norm_act(&bn, x.clone(), false) - bn.forward(x))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(plain < 1e-5, "{plain}");
+    }
 }
