@@ -1,10 +1,56 @@
 //! # ant-temporal
 //!
-//! The ANT detector across time: fusion modules (concat, 1x1 conv, BN, act, 3x3 depthwise,
-//! BN, act) that merge a non-key frame's stage features with the key frame's, and dynamic
-//! gates (global pool, FC, ReLU, FC; Gumbel-softmax in training, argmax at test) that pick
-//! each next stage's width.
+//! The ANT detector across time (*ANT: Adapt Network Across Time for Efficient Video
+//! Processing*, CVPR 2022 ECV workshop, Sec. 3.2): fusion modules that merge a non-key
+//! frame's stage-level features with the key frame's, dynamic gates that pick each next
+//! stage's width, and a streaming engine whose modes are ANT and its baselines. The paper's
+//! code is not public; layers follow the paper's text and the supernet of `ant-supernet`.
 //!
-//! Status: not built yet (issue "The ANT detector across time"). The supernet it builds on
-//! exposes the stage-level features through `ant_supernet::EfficientDet::forward_backbone`.
+//! ## Modules
+//! - [`Fusion`] (`FusionConfig`): `cat(current, key)` -> 1x1 conv 2C->C, BN, swish, 3x3
+//!   depthwise, BN, swish. One per stage-level feature (the seven stages of the backbone).
+//! - [`Gate`] (`GateConfig`): global average pool, FC, ReLU, FC to six ratio scores. `gates[s]`
+//!   reads the fused output of stage `s` and chooses the ratio of elastic stage `s + 1`: the
+//!   gate on the fused MBConv1 stage (stage 0, fixed width) chooses the first elastic stage.
+//! - [`AntTemporal`] (`AntTemporalConfig::init(&backbone_config, &device)`): both, as one
+//!   module with its own checkpoint ([`temporal_path`]: `MODEL.bpk` -> `MODEL.temporal.bpk`).
+//!
+//! ## Training forward (stable API for `ant-train`)
+//! ```text
+//! forward_clip_train(model: &EfficientDet, temporal: &AntTemporal, key: Tensor<4>,
+//!                    non_key: Tensor<4>, temperature: f32, hard: bool, non_temporal: bool)
+//!     -> Result<NonKeyOutput { outputs: HeadOutputs, fused_stages: Vec<Tensor<4>>,
+//!                              gate_probs: Vec<Tensor<2>>, expected_gmac: Tensor<1>,
+//!                              choices: Vec<SubnetArch> }>
+//! ```
+//! The key frames run the full supernet; each non-key sample runs the ratios its gates
+//! sample with the straight-through Gumbel-softmax (samples grouped by ratio), on fused
+//! features. `expected_gmac` (`[batch]`) is differentiable in the gate probabilities, from
+//! `ant_supernet::detector_cost`'s per-stage MACs ([`TemporalCostTable`]). `non_temporal`
+//! drops fusion and gates on the frame's own features. [`forward_clip`] takes any
+//! [`GateSampling`] (argmax, fixed ratios) and [`forward_non_key`] reuses stored key features.
+//!
+//! ## Inference
+//! [`AntDetector::new(model, temporal, mode)`](AntDetector::new), then
+//! [`process(frame)`](AntDetector::process) per frame -> [`FrameResult`] (detections, key or
+//! not, ratios, GMAC, latency, fusion + gate time), [`reset`](AntDetector::reset) between
+//! streams. Modes ([`Mode`]): static full, static subnet, non-temporal, fixed interval,
+//! adaptive. Each (stage, ratio) is extracted once at creation, so per-frame work never
+//! slices weights.
 #![warn(missing_docs)]
+
+pub mod cost;
+pub mod engine;
+pub mod error;
+pub mod fusion;
+pub mod gate;
+pub mod temporal;
+pub mod train;
+
+pub use cost::TemporalCostTable;
+pub use engine::{AntDetector, FrameForward, FrameResult, Mode, WidthPolicy};
+pub use error::{Result, TemporalError};
+pub use fusion::{Fusion, FusionConfig};
+pub use gate::{Gate, GateConfig};
+pub use temporal::{AntTemporal, AntTemporalConfig, temporal_path};
+pub use train::{GateSampling, NonKeyOutput, forward_clip, forward_clip_train, forward_non_key};

@@ -1,0 +1,432 @@
+//! The streaming ANT detector: one frame at a time, with key frames, gated widths and fusion,
+//! and the paper's baselines as modes of the same engine.
+//!
+//! **Prepared weights.** At creation every elastic stage is extracted once per ratio it holds
+//! (`ElasticMbConv::extract`: sliced copies of the shared weights and that ratio's private
+//! norms). Per frame the engine only picks the prepared blocks of the chosen ratio: no
+//! narrowing or copying of weights, so a narrow stage costs what its MACs say.
+//!
+//! **Data flow.** A key frame runs stem, MBConv1 stage and the six elastic stages at ratio 6
+//! and stores the seven stage outputs; BiFPN and heads run on its stages 2, 4, 6. A non-key
+//! frame runs stem and MBConv1 stage, fuses stage 0 with the key frame's stage 0; then for
+//! each elastic stage the gate on the previous fused feature picks the ratio, the stage runs
+//! at it on the fused feature, and its output is fused with the key frame's; BiFPN and heads
+//! run on the fused stages 2, 4, 6.
+
+use std::time::Instant;
+
+use ant_scheduler::{KeyFramePolicy, KeyFrameScheduler};
+use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
+use ant_supernet::backbone::ElasticMbConv;
+use ant_supernet::config::PYRAMID_STAGES;
+use ant_supernet::{Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
+use burn::prelude::*;
+
+use crate::cost::TemporalCostTable;
+use crate::error::{Result, TemporalError};
+use crate::gate::argmax_rows;
+use crate::temporal::AntTemporal;
+
+/// How a stage's width is chosen on frames that are not key frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WidthPolicy {
+    /// The dynamic gates choose (argmax).
+    Gate,
+    /// Fixed ratios.
+    Fixed(SubnetArch),
+}
+
+/// An inference mode: whether there are key frames (and fusion), and how widths are chosen.
+///
+/// | mode | key frames | width of the other frames | fusion |
+/// |---|---|---|---|
+/// | [`Mode::static_full`] (D0) | none | 6,6,6,6,6,6 | no |
+/// | [`Mode::static_subnet`] | none | given | no |
+/// | [`Mode::non_temporal`] | none | gate on the frame's own features | no |
+/// | [`Mode::fixed_interval`] | every n-th | gate on fused features | yes |
+/// | [`Mode::adaptive`] | stem deviation >= threshold | gate on fused features | yes |
+///
+/// [`Mode::with_fixed_width`] replaces the gates of a temporal mode by fixed ratios (key
+/// frames full, the others at the given ratios with fusion).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mode {
+    /// Key-frame policy; `None` for the non-temporal modes (no key frames, no fusion).
+    pub key_frames: Option<KeyFramePolicy>,
+    /// Width of the frames that are not key frames.
+    pub width: WidthPolicy,
+}
+
+impl Mode {
+    /// The static full network (EfficientDet-D0), every frame alike.
+    pub fn static_full() -> Self {
+        Self::static_subnet(SubnetArch::LARGEST)
+    }
+
+    /// A static subnet, every frame alike.
+    pub fn static_subnet(arch: SubnetArch) -> Self {
+        Self {
+            key_frames: None,
+            width: WidthPolicy::Fixed(arch),
+        }
+    }
+
+    /// The non-temporal dynamic network: gates on each frame's own features, no key frames.
+    pub fn non_temporal() -> Self {
+        Self {
+            key_frames: None,
+            width: WidthPolicy::Gate,
+        }
+    }
+
+    /// ANT with every `interval`-th frame key.
+    pub fn fixed_interval(interval: usize) -> Self {
+        Self {
+            key_frames: Some(KeyFramePolicy::Interval(interval)),
+            width: WidthPolicy::Gate,
+        }
+    }
+
+    /// ANT with adaptive key frames at a stem-deviation `threshold`.
+    pub fn adaptive(threshold: f32) -> Self {
+        Self {
+            key_frames: Some(KeyFramePolicy::Adaptive { threshold }),
+            width: WidthPolicy::Gate,
+        }
+    }
+
+    /// The same key frames, with fixed ratios instead of the gates.
+    pub fn with_fixed_width(self, arch: SubnetArch) -> Self {
+        Self {
+            width: WidthPolicy::Fixed(arch),
+            ..self
+        }
+    }
+
+    /// Whether the mode needs the fusion modules or gates.
+    pub fn needs_temporal(&self) -> bool {
+        self.key_frames.is_some() || self.width == WidthPolicy::Gate
+    }
+
+    /// A short description, e.g. `adaptive(0.3)`, `interval(3)+fixed(1,1,1,1,1,1)`, `static(6,6,6,6,6,6)`.
+    pub fn name(&self) -> String {
+        let width = match self.width {
+            WidthPolicy::Gate => "gate".to_string(),
+            WidthPolicy::Fixed(arch) => format!("fixed({arch})"),
+        };
+        match self.key_frames {
+            None if self.width == WidthPolicy::Gate => "non-temporal".to_string(),
+            None => width.replace("fixed", "static"),
+            Some(KeyFramePolicy::Interval(n)) => format!("interval({n})+{width}"),
+            Some(KeyFramePolicy::Adaptive { threshold }) => {
+                format!("adaptive({threshold})+{width}")
+            }
+        }
+    }
+}
+
+/// The raw result of one frame (before decoding).
+#[derive(Clone, Debug)]
+pub struct FrameForward {
+    /// Head outputs, `[1, ...]` per level.
+    pub outputs: HeadOutputs,
+    /// Whether the frame was a key frame (ran the full network and became the reference).
+    pub key: bool,
+    /// The ratios it ran.
+    pub arch: SubnetArch,
+    /// Normalised L1 stem deviation from the key frame (adaptive mode).
+    pub deviation: Option<f32>,
+    /// Wall time spent in fusion modules and gates (including reading the gates' choices).
+    pub fusion_gate_ms: f64,
+}
+
+/// The result of one frame.
+#[derive(Clone, Debug)]
+pub struct FrameResult {
+    /// Detections in input pixels (map them to the frame with the letterbox inverse).
+    pub detections: Detections,
+    /// Whether the frame was a key frame.
+    pub key: bool,
+    /// The ratios it ran.
+    pub arch: SubnetArch,
+    /// Multiply-accumulates of this frame, in billions (detector, plus fusion and gates where
+    /// they ran).
+    pub gmac: f64,
+    /// Wall time of [`AntDetector::process`] (forward, key-frame decision, decoding, NMS).
+    pub latency_ms: f64,
+    /// The part of `latency_ms` spent in fusion and gates.
+    pub fusion_gate_ms: f64,
+    /// Normalised L1 stem deviation from the key frame (adaptive mode).
+    pub deviation: Option<f32>,
+}
+
+/// The streaming detector.
+#[derive(Debug)]
+pub struct AntDetector {
+    model: EfficientDet,
+    temporal: Option<AntTemporal>,
+    mode: Mode,
+    scheduler: Option<KeyFrameScheduler>,
+    /// `prepared[stage][ratio - 1]`: the stage's blocks extracted at that ratio.
+    prepared: Vec<Vec<Option<Vec<ElasticMbConv>>>>,
+    /// The last key frame's seven stage outputs.
+    key_stages: Option<Vec<Tensor<4>>>,
+    costs: TemporalCostTable,
+    device: Device,
+}
+
+impl AntDetector {
+    /// A detector for `mode`. `temporal` is needed by every mode but the static ones.
+    ///
+    /// # Errors
+    /// [`TemporalError::MissingTemporal`], [`TemporalError::BackboneMismatch`], an invalid
+    /// key-frame policy, or a fixed arch / key-frame width the model does not hold.
+    pub fn new(model: EfficientDet, temporal: Option<AntTemporal>, mode: Mode) -> Result<Self> {
+        if mode.needs_temporal() && temporal.is_none() {
+            return Err(TemporalError::MissingTemporal { mode: mode.name() });
+        }
+        if let Some(temporal) = &temporal {
+            temporal.check(&model.config.backbone)?;
+        }
+        if let WidthPolicy::Fixed(arch) = mode.width {
+            model.validate(&arch)?;
+        }
+        if mode.key_frames.is_some() {
+            model.validate(&SubnetArch::LARGEST)?;
+        }
+        let scheduler = mode.key_frames.map(KeyFrameScheduler::new).transpose()?;
+        let prepared = model
+            .backbone
+            .stages
+            .iter()
+            .map(|stage| {
+                (1..=MAX_RATIO)
+                    .map(|ratio| {
+                        stage[0]
+                            .ratios
+                            .contains(&ratio)
+                            .then(|| stage.iter().map(|block| block.extract(ratio)).collect())
+                    })
+                    .collect()
+            })
+            .collect();
+        let (gate_hidden, fusion_kernel) = temporal
+            .as_ref()
+            .map_or((64, 3), |t| (t.config.gate_hidden, t.config.fusion_kernel));
+        let costs = TemporalCostTable::new(&model.config, gate_hidden, fusion_kernel);
+        let device = model.backbone.stem.weight.val().device();
+        Ok(Self {
+            model,
+            temporal,
+            mode,
+            scheduler,
+            prepared,
+            key_stages: None,
+            costs,
+            device,
+        })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The detector.
+    pub fn model(&self) -> &EfficientDet {
+        &self.model
+    }
+
+    /// The cost table (per stage and ratio, fusion, gates).
+    pub fn costs(&self) -> &TemporalCostTable {
+        &self.costs
+    }
+
+    /// Starts a new stream: forgets the key frame; the next frame is key.
+    pub fn reset(&mut self) {
+        if let Some(scheduler) = &mut self.scheduler {
+            scheduler.reset();
+        }
+        self.key_stages = None;
+    }
+
+    /// MACs of a frame that was (`key`) or was not a key frame and ran `arch`, in billions.
+    pub fn frame_gmac(&self, key: bool, arch: &SubnetArch) -> f64 {
+        let mut macs = self.costs.detector_macs(arch);
+        if !key {
+            if self.mode.key_frames.is_some() {
+                macs += self.costs.total_fusion_macs();
+            }
+            if self.mode.width == WidthPolicy::Gate {
+                macs += self.costs.total_gate_macs();
+            }
+        }
+        macs as f64 / 1e9
+    }
+
+    fn check_frame(&self, frame: &Tensor<4>) -> Result<()> {
+        let size = self.model.config.image_size;
+        let expected = [1, 3, size, size];
+        if frame.dims() != expected {
+            return Err(TemporalError::FrameShape {
+                expected,
+                found: frame.dims(),
+            });
+        }
+        Ok(())
+    }
+
+    fn blocks(&self, stage: usize, ratio: usize) -> Result<&[ElasticMbConv]> {
+        self.prepared[stage][ratio - 1].as_deref().ok_or_else(|| {
+            SupernetError::UnavailableRatio {
+                stage: stage + 1,
+                ratio,
+                available: self.model.backbone.stages[stage][0].ratios.clone(),
+            }
+            .into()
+        })
+    }
+
+    fn run_stage(&self, stage: usize, x: Tensor<4>, ratio: usize) -> Result<Tensor<4>> {
+        Ok(self
+            .blocks(stage, ratio)?
+            .iter()
+            .fold(x, |x, block| block.forward(x, ratio)))
+    }
+
+    /// Runs one frame up to the head outputs.
+    ///
+    /// # Shapes
+    /// `frame`: `[1, 3, image_size, image_size]`, ImageNet-normalised.
+    ///
+    /// # Errors
+    /// [`TemporalError::FrameShape`]; a gate choosing a ratio the model does not hold.
+    pub fn forward_frame(&mut self, frame: Tensor<4>) -> Result<FrameForward> {
+        self.check_frame(&frame)?;
+        let backbone = &self.model.backbone;
+        let stem = backbone.forward_stem(frame);
+        let (key, deviation) = match &mut self.scheduler {
+            Some(scheduler) => {
+                let features = scheduler
+                    .needs_features()
+                    .then(|| stem.to_data().try_to_vec::<f32>().expect("stem is f32"));
+                let decision = scheduler.decide(features.as_deref())?;
+                // A stream without a stored key frame starts with one whatever the policy.
+                (
+                    decision.key || self.key_stages.is_none(),
+                    decision.deviation,
+                )
+            }
+            None => (false, None),
+        };
+        let first = backbone.forward_first_stage(stem);
+        if key {
+            let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
+            let mut y = first;
+            stages.push(y.clone());
+            for stage in 0..NUM_ELASTIC_STAGES {
+                y = self.run_stage(stage, y, MAX_RATIO)?;
+                stages.push(y.clone());
+            }
+            let outputs = self
+                .model
+                .forward_pyramid(PYRAMID_STAGES.map(|index| stages[index].clone()));
+            self.key_stages = Some(stages);
+            return Ok(FrameForward {
+                outputs,
+                key,
+                arch: SubnetArch::LARGEST,
+                deviation,
+                fusion_gate_ms: 0.0,
+            });
+        }
+
+        let key_stages = if self.mode.key_frames.is_some() {
+            self.key_stages.as_ref()
+        } else {
+            None
+        };
+        let mut fusion_gate_ms = 0.0;
+        let mut timed = |start: Instant, device: &Device| {
+            let _ = device.sync();
+            fusion_gate_ms += start.elapsed().as_secs_f64() * 1e3;
+        };
+        let fuse = |stage: usize, x: Tensor<4>, key_stages: Option<&Vec<Tensor<4>>>| match (
+            key_stages,
+            &self.temporal,
+        ) {
+            (Some(stored), Some(temporal)) => {
+                temporal.fusions[stage].forward(x, stored[stage].clone())
+            }
+            _ => x,
+        };
+        let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
+        let _ = self.device.sync();
+        let start = Instant::now();
+        let mut y = fuse(0, first, key_stages);
+        if key_stages.is_some() {
+            timed(start, &self.device);
+        }
+        stages.push(y.clone());
+        let mut ratios = [0usize; NUM_ELASTIC_STAGES];
+        for (stage, ratio_slot) in ratios.iter_mut().enumerate() {
+            let ratio = match (self.mode.width, &self.temporal) {
+                (WidthPolicy::Fixed(arch), _) => arch.ratio(stage),
+                (WidthPolicy::Gate, Some(temporal)) => {
+                    let start = Instant::now();
+                    let scores = temporal.gates[stage].forward(y.clone());
+                    let ratio = argmax_rows(scores)[0] + 1;
+                    timed(start, &self.device);
+                    ratio
+                }
+                (WidthPolicy::Gate, None) => unreachable!("checked in AntDetector::new"),
+            };
+            *ratio_slot = ratio;
+            y = self.run_stage(stage, y, ratio)?;
+            if key_stages.is_some() {
+                let _ = self.device.sync();
+                let start = Instant::now();
+                y = fuse(stage + 1, y, key_stages);
+                timed(start, &self.device);
+            }
+            stages.push(y.clone());
+        }
+        let outputs = self
+            .model
+            .forward_pyramid(PYRAMID_STAGES.map(|index| stages[index].clone()));
+        Ok(FrameForward {
+            outputs,
+            key,
+            arch: SubnetArch::new(ratios)?,
+            deviation,
+            fusion_gate_ms,
+        })
+    }
+
+    /// Detects objects in one frame of the stream.
+    ///
+    /// # Shapes
+    /// `frame`: `[1, 3, image_size, image_size]`, ImageNet-normalised.
+    ///
+    /// # Errors
+    /// As [`Self::forward_frame`].
+    pub fn process(&mut self, frame: Tensor<4>) -> Result<FrameResult> {
+        let start = Instant::now();
+        let forward = self.forward_frame(frame)?;
+        let detections = self
+            .model
+            .postprocess(&forward.outputs)
+            .into_iter()
+            .next()
+            .expect("one image in, one detection list out");
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(FrameResult {
+            detections,
+            key: forward.key,
+            arch: forward.arch,
+            gmac: self.frame_gmac(forward.key, &forward.arch),
+            latency_ms,
+            fusion_gate_ms: forward.fusion_gate_ms,
+            deviation: forward.deviation,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! The temporal crate's error type.
+
+use std::path::PathBuf;
+
+use ant_scheduler::SchedulerError;
+use ant_supernet::SupernetError;
+
+/// Everything that can go wrong when building or running the ANT detector.
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    /// The supernet refused a subnet or a checkpoint.
+    #[error(transparent)]
+    Supernet(#[from] SupernetError),
+    /// The key-frame scheduler refused a policy or a frame.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// A mode that gates widths or fuses key-frame features was asked for without the
+    /// temporal modules.
+    #[error("mode {mode} needs the fusion modules and gates, but none were given")]
+    MissingTemporal {
+        /// The mode's name.
+        mode: String,
+    },
+    /// The temporal modules were built for another backbone.
+    #[error("temporal modules expect stage channels {expected:?}, the backbone has {found:?}")]
+    BackboneMismatch {
+        /// Channels the temporal modules were built for.
+        expected: Vec<usize>,
+        /// Channels of the backbone.
+        found: Vec<usize>,
+    },
+    /// A frame of the wrong shape.
+    #[error("frame has shape {found:?}, the detector expects {expected:?}")]
+    FrameShape {
+        /// `[1, 3, image_size, image_size]`.
+        expected: [usize; 4],
+        /// The frame's shape.
+        found: [usize; 4],
+    },
+    /// Key and non-key clips of different shapes.
+    #[error("key frames {key:?} and non-key frames {non_key:?} differ in shape")]
+    ClipShape {
+        /// Key frame batch shape.
+        key: [usize; 4],
+        /// Non-key frame batch shape.
+        non_key: [usize; 4],
+    },
+    /// Temporal weights could not be read.
+    #[error("reading {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Temporal weights could not be written.
+    #[error("writing {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = TemporalError> = std::result::Result<T, E>;

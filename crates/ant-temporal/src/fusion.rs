@@ -1,0 +1,121 @@
+//! The fusion module (paper Sec. 3.2): a non-key frame's stage-level feature is concatenated
+//! with the key frame's feature of the same stage, then a 1x1 pointwise conv (2C -> C), batch
+//! norm, swish, a 3x3 depthwise conv, batch norm, swish.
+//!
+//! Swish is the activation of the EfficientNet backbone it sits in; convolutions use TF "same"
+//! padding like the rest of the model (`ant_supernet::nn`).
+
+use ant_supernet::nn::{ConvWeight, batch_norm, swish};
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+
+/// Configuration of one [`Fusion`].
+#[derive(Config, Debug)]
+pub struct FusionConfig {
+    /// Channels `C` of the stage-level feature (the output has the same).
+    pub channels: usize,
+    /// Depthwise kernel size.
+    #[config(default = 3)]
+    pub kernel_size: usize,
+}
+
+impl FusionConfig {
+    /// A randomly initialised fusion module (He-normal convs, unit batch norms).
+    pub fn init(&self, device: &Device) -> Fusion {
+        let channels = self.channels;
+        Fusion {
+            pointwise: ConvWeight::init(channels, 2 * channels, 1, 1, false, device),
+            bn_pointwise: batch_norm(channels, device),
+            depthwise: ConvWeight::init(channels, 1, self.kernel_size, channels, false, device),
+            bn_depthwise: batch_norm(channels, device),
+            channels,
+        }
+    }
+}
+
+/// Fuses the current frame's stage feature with the key frame's.
+#[derive(Module, Debug)]
+pub struct Fusion {
+    /// `[C, 2C, 1, 1]`, over `cat(current, key)`.
+    pub pointwise: ConvWeight,
+    /// After the pointwise conv.
+    pub bn_pointwise: BatchNorm,
+    /// `[C, 1, k, k]`, groups = C.
+    pub depthwise: ConvWeight,
+    /// After the depthwise conv.
+    pub bn_depthwise: BatchNorm,
+    /// `C`.
+    #[module(skip)]
+    pub channels: usize,
+}
+
+impl Fusion {
+    /// # Shapes
+    /// - `current`: `[batch, C, h, w]`, the non-key frame's stage feature
+    /// - `key`: `[batch, C, h, w]` (or `[1, C, h, w]`, broadcast over the batch)
+    /// - output: `[batch, C, h, w]`
+    pub fn forward(&self, current: Tensor<4>, key: Tensor<4>) -> Tensor<4> {
+        let [batch_size, channels, height, width] = current.dims();
+        debug_assert_eq!(channels, self.channels, "fusion built for other channels");
+        let key = if key.dims()[0] == batch_size {
+            key
+        } else {
+            key.expand([batch_size, channels, height, width])
+        };
+        let x = Tensor::cat(vec![current, key], 1); // [batch, 2C, h, w]
+        let x = swish(self.bn_pointwise.forward(self.pointwise.forward(x, 1, 1)));
+        swish(
+            self.bn_depthwise
+                .forward(self.depthwise.forward(x, 1, self.channels)),
+        )
+    }
+
+    /// Multiply-accumulates at a `size x size` feature map (torch's counting: convs only).
+    pub fn macs(&self, size: usize) -> u64 {
+        fusion_macs(self.channels, self.depthwise.weight.dims()[2], size)
+    }
+}
+
+/// Multiply-accumulates of a fusion module of `channels` at `size x size`.
+pub fn fusion_macs(channels: usize, kernel_size: usize, size: usize) -> u64 {
+    let pixels = (size * size) as u64;
+    let pointwise = (channels * 2 * channels) as u64;
+    let depthwise = (channels * kernel_size * kernel_size) as u64;
+    (pointwise + depthwise) * pixels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn should_keep_the_shape_of_the_stage_feature() {
+        let device = Device::flex();
+        let fusion = FusionConfig::new(8).init(&device);
+        let current = Tensor::<4>::random([2, 8, 5, 7], Distribution::Default, &device);
+        let key = Tensor::<4>::random([1, 8, 5, 7], Distribution::Default, &device);
+        assert_eq!(fusion.forward(current, key).dims(), [2, 8, 5, 7]);
+    }
+
+    #[test]
+    fn should_depend_on_the_key_frame_feature() {
+        let device = Device::flex();
+        let fusion = FusionConfig::new(4).init(&device);
+        let current = Tensor::<4>::random([1, 4, 6, 6], Distribution::Default, &device);
+        let key_a = Tensor::<4>::random([1, 4, 6, 6], Distribution::Default, &device);
+        let key_b = key_a.clone() + 1.0;
+        let a = fusion.forward(current.clone(), key_a);
+        let b = fusion.forward(current, key_b);
+        let difference: f32 = (a - b).abs().sum().into_scalar();
+        assert!(difference > 1e-3);
+    }
+
+    #[test]
+    fn should_count_pointwise_and_depthwise_macs() {
+        // 16 channels at 4x4: (16 * 32 + 16 * 9) * 16.
+        assert_eq!(fusion_macs(16, 3, 4), (512 + 144) * 16);
+    }
+}

@@ -1,0 +1,211 @@
+//! The temporal modules as one Burn module: a [`Fusion`] per stage-level feature (all seven
+//! stages) and a [`Gate`] per elastic stage (six), with their own checkpoint beside the
+//! detector's (`MODEL.temporal.bpk` + `MODEL.temporal.json`).
+
+use std::path::{Path, PathBuf};
+
+use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
+use ant_supernet::checkpoint::write_atomic;
+use ant_supernet::config::BackboneConfig;
+use burn::config::Config;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+
+use crate::error::{Result, TemporalError};
+use crate::fusion::{Fusion, FusionConfig};
+use crate::gate::{Gate, GateConfig};
+
+/// Configuration of the temporal modules.
+#[derive(Config, Debug)]
+pub struct AntTemporalConfig {
+    /// Hidden units of each gate's MLP.
+    #[config(default = 64)]
+    pub gate_hidden: usize,
+    /// Depthwise kernel of the fusion modules.
+    #[config(default = 3)]
+    pub fusion_kernel: usize,
+}
+
+impl AntTemporalConfig {
+    /// Fusion modules for the seven stages of `backbone` and gates for the six elastic ones.
+    pub fn init(&self, backbone: &BackboneConfig, device: &Device) -> AntTemporal {
+        let channels: Vec<usize> = backbone.stages().iter().map(|s| s.out_channels).collect();
+        AntTemporal {
+            fusions: channels
+                .iter()
+                .map(|&c| {
+                    FusionConfig::new(c)
+                        .with_kernel_size(self.fusion_kernel)
+                        .init(device)
+                })
+                .collect(),
+            gates: channels[..NUM_ELASTIC_STAGES]
+                .iter()
+                .map(|&c| {
+                    GateConfig::new(c)
+                        .with_hidden(self.gate_hidden)
+                        .with_num_choices(MAX_RATIO)
+                        .init(device)
+                })
+                .collect(),
+            config: self.clone(),
+        }
+    }
+}
+
+/// Fusion modules and dynamic gates.
+///
+/// `fusions[s]` fuses stage `s` (0 = the MBConv1 stage, 1..=6 the elastic stages);
+/// `gates[s]` reads the (fused) output of stage `s` and chooses the ratio of elastic stage
+/// `s + 1` (so `gates[0]`, on the MBConv1 stage, gates the first elastic stage).
+#[derive(Module, Debug)]
+pub struct AntTemporal {
+    /// One per stage-level feature (seven).
+    pub fusions: Vec<Fusion>,
+    /// One per elastic stage (six).
+    pub gates: Vec<Gate>,
+    /// The configuration.
+    #[module(skip)]
+    pub config: AntTemporalConfig,
+}
+
+fn config_path(path: &Path) -> PathBuf {
+    path.with_extension("json")
+}
+
+/// Where the temporal weights of the detector checkpoint `model_path` live:
+/// `MODEL.bpk` -> `MODEL.temporal.bpk`.
+pub fn temporal_path(model_path: &Path) -> PathBuf {
+    model_path.with_extension("temporal.bpk")
+}
+
+impl AntTemporal {
+    /// Channels of the seven fused stages.
+    pub fn channels(&self) -> Vec<usize> {
+        self.fusions.iter().map(|f| f.channels).collect()
+    }
+
+    /// Checks that these modules fit `backbone`.
+    ///
+    /// # Errors
+    /// [`TemporalError::BackboneMismatch`].
+    pub fn check(&self, backbone: &BackboneConfig) -> Result<()> {
+        let found: Vec<usize> = backbone.stages().iter().map(|s| s.out_channels).collect();
+        if found != self.channels() {
+            return Err(TemporalError::BackboneMismatch {
+                expected: self.channels(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Saves to `path` (burnpack) and the config to `path` with `.json`, atomically.
+    ///
+    /// # Errors
+    /// [`TemporalError::Write`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let write = |reason: String| TemporalError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let config = serde_json::to_string_pretty(&self.config).expect("config serialises");
+        let mut store = BurnpackStore::from_bytes(None);
+        self.save_into(&mut store)
+            .map_err(|error| write(format!("{error:?}")))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|error| write(format!("{error:?}")))?;
+        write_atomic(&config_path(path), config.as_bytes())
+            .map_err(|error| write(error.to_string()))?;
+        write_atomic(path, &bytes).map_err(|error| write(error.to_string()))
+    }
+
+    /// Loads modules saved by [`Self::save`] for `backbone`.
+    ///
+    /// # Errors
+    /// [`TemporalError::Read`] for a missing, corrupt or mismatched file.
+    pub fn load(path: &Path, backbone: &BackboneConfig, device: &Device) -> Result<Self> {
+        let read = |reason: String| TemporalError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(config_path(path))
+            .map_err(|error| read(format!("temporal config: {error}")))?;
+        let config: AntTemporalConfig = serde_json::from_str(&text)
+            .map_err(|error| read(format!("temporal config: {error}")))?;
+        if !path.is_file() {
+            return Err(read("no such file".to_string()));
+        }
+        let mut model = config.init(backbone, device);
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .validate(true);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|error| read(format!("not temporal weights of this model: {error:?}")))?;
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(read(format!(
+                "not temporal weights of this backbone: {} missing, {} mismatched tensors",
+                result.missing.len(),
+                result.errors.len()
+            )));
+        }
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ant_supernet::EfficientDetConfig;
+
+    #[test]
+    fn should_build_seven_fusions_and_six_gates() {
+        let device = Device::flex();
+        let config = EfficientDetConfig::d0(4);
+        let temporal = AntTemporalConfig::new().init(&config.backbone, &device);
+        assert_eq!(temporal.channels(), [16, 24, 40, 80, 112, 192, 320]);
+        assert_eq!(temporal.gates.len(), 6);
+        assert!(temporal.check(&config.backbone).is_ok());
+        assert!(
+            temporal
+                .check(&EfficientDetConfig::d0_plus(4).backbone)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn should_round_trip_through_a_checkpoint() {
+        let device = Device::flex();
+        let backbone = EfficientDetConfig::d0(4).backbone;
+        let temporal = AntTemporalConfig::new()
+            .with_gate_hidden(8)
+            .init(&backbone, &device);
+        let dir = std::env::temp_dir().join(format!("ant-temporal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = temporal_path(&dir.join("model.bpk"));
+        assert!(path.ends_with("model.temporal.bpk"));
+        temporal.save(&path).unwrap();
+        let loaded = AntTemporal::load(&path, &backbone, &device).unwrap();
+        assert_eq!(loaded.config.gate_hidden, 8);
+        let a: Vec<f32> = temporal.gates[2]
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let b: Vec<f32> = loaded.gates[2]
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(a, b);
+        assert!(AntTemporal::load(&dir.join("missing.bpk"), &backbone, &device).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
