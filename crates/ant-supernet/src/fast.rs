@@ -231,6 +231,45 @@ pub fn depthwise_norm_act(
     from_values([batch, channels, out_h, out_w], output, &device)
 }
 
+/// Max pooling with TF "same" padding (padding never wins) at inference; Burn's op otherwise.
+///
+/// # Shapes
+/// `[batch, channels, h, w] -> [batch, channels, ceil(h / stride), ceil(w / stride)]`
+pub fn max_pool_same(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
+    let device = x.device();
+    let [batch, channels, height, width] = x.dims();
+    let (pad_top, _) = crate::nn::same_padding(height, kernel, stride);
+    let (pad_left, _) = crate::nn::same_padding(width, kernel, stride);
+    if device.is_autodiff() {
+        return crate::nn::max_pool_same_burn(x, kernel, stride);
+    }
+    let out_h = height.div_ceil(stride);
+    let out_w = width.div_ceil(stride);
+    let (_, input) = into_values(x);
+    let mut output = vec![f32::NEG_INFINITY; batch * channels * out_h * out_w];
+    for (plane, out_plane) in output.chunks_exact_mut(out_h * out_w).enumerate() {
+        let in_plane = &input[plane * height * width..(plane + 1) * height * width];
+        for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
+            for ky in 0..kernel {
+                let iy = (oy * stride + ky) as isize - pad_top as isize;
+                if iy < 0 || iy >= height as isize {
+                    continue;
+                }
+                let in_row = &in_plane[iy as usize * width..(iy as usize + 1) * width];
+                for (ox, out) in out_row.iter_mut().enumerate() {
+                    for kx in 0..kernel {
+                        let ix = (ox * stride + kx) as isize - pad_left as isize;
+                        if ix >= 0 && ix < width as isize {
+                            *out = out.max(in_row[ix as usize]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    from_values([batch, channels, out_h, out_w], output, &device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +325,23 @@ mod tests {
                 error < 1e-4,
                 "size {size} kernel {kernel} stride {stride}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn should_max_pool_like_burn_with_same_padding() {
+        let device = burn::tensor::Device::flex();
+        for size in [4, 5, 8, 9] {
+            let x = Tensor::<4>::random(
+                [1, 3, size, size + 1],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let expected = crate::nn::max_pool_same_burn(x.clone(), 3, 2);
+            let ours = max_pool_same(x, 3, 2);
+            assert_eq!(ours.dims(), expected.dims());
+            let error: f32 = (ours - expected).abs().max().into_scalar();
+            assert_eq!(error, 0.0, "size {size}");
         }
     }
 

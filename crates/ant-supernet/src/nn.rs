@@ -51,8 +51,14 @@ pub fn conv2d_same(
     conv2d(x, weight, bias, options)
 }
 
-/// Max pooling with TF "same" padding (padding never wins: it is `-inf`).
+/// Max pooling with TF "same" padding (padding never wins: it is `-inf`); a fused CPU kernel
+/// at inference (see [`crate::fast::max_pool_same`]).
 pub fn max_pool_same(x: Tensor<4>, kernel_size: usize, stride: usize) -> Tensor<4> {
+    crate::fast::max_pool_same(x, kernel_size, stride)
+}
+
+/// Max pooling with TF "same" padding through Burn's op.
+pub fn max_pool_same_burn(x: Tensor<4>, kernel_size: usize, stride: usize) -> Tensor<4> {
     let [_, _, height, width] = x.dims();
     let options = MaxPoolOptions::new([kernel_size, kernel_size])
         .with_stride([stride, stride])
