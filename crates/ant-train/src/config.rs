@@ -1,0 +1,306 @@
+//! The training configuration: one JSON file per experiment under `configs/`, with `key=value`
+//! overrides from the command line, saved as `config.json` in the run directory (like the
+//! `TrainingConfig` of burn's `examples/guide/src/training.rs`, in plain serde so the file is
+//! the whole truth of a run).
+//!
+//! The paper's UA-DETRAC recipe (Sec. 4): SGD with momentum 0.9 (PyTorch semantics, dampening
+//! 0), weight decay 4e-5, learning rate 0.01 decayed to 0.001 at epoch 3 of 4, batch 16, drop
+//! path 0.5, focal + Huber losses; the joint stage uses lr 0.002 for 8 epochs.
+
+use std::path::{Path, PathBuf};
+
+use ant_supernet::{EfficientDetConfig, LossConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Result, TrainError};
+
+/// The detector to train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSettings {
+    /// A preset of `EfficientDetConfig::by_name`: `d0`, `d0_plus` or `tiny`.
+    pub preset: String,
+    /// Square input size in pixels (a multiple of 128 keeps every level exact).
+    pub image_size: usize,
+    /// Number of classes (4 for UA-DETRAC: car, bus, van, others).
+    pub num_classes: usize,
+    /// Anchor size relative to the level stride (effdet: 4.0). Smaller inputs shrink the
+    /// vehicles, so the small configs use smaller anchors.
+    pub anchor_scale: f32,
+    /// Backbone width multiplier (1.0: EfficientNet-B0; the CPU default halves it).
+    pub width_multiplier: f64,
+    /// Backbone depth multiplier: block repeats are `ceil(repeats * depth)` (1.0: B0).
+    pub depth_multiplier: f64,
+}
+
+impl ModelSettings {
+    /// The detector config these settings describe.
+    pub fn detector_config(&self) -> Result<EfficientDetConfig> {
+        let mut config = EfficientDetConfig::by_name(&self.preset, self.num_classes)
+            .ok_or_else(|| TrainError::InvalidConfig {
+                reason: format!(
+                    "unknown model preset {:?}: expected d0, d0_plus or tiny",
+                    self.preset
+                ),
+            })?
+            .with_image_size(self.image_size);
+        config.anchor_scale = self.anchor_scale;
+        config.backbone.width_multiplier = self.width_multiplier;
+        config.backbone.depth_multiplier = self.depth_multiplier;
+        Ok(config)
+    }
+}
+
+/// Where the frames come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSettings {
+    /// The release root (`Insight-MVT_Annotation_Train/`, `DETRAC-Train-Annotations-XML/`, ...,
+    /// or the synthetic generator's output), relative to the working directory.
+    pub root: PathBuf,
+    /// Generate the synthetic dataset into `root` when it is missing.
+    pub synthesize_if_missing: bool,
+    /// Keep every `train_frame_step`-th annotated training frame.
+    pub train_frame_step: usize,
+    /// Keep every `test_frame_step`-th annotated test frame for evaluation.
+    pub test_frame_step: usize,
+    /// Probability of a horizontal flip per training frame and epoch.
+    pub flip_probability: f32,
+}
+
+/// The optimiser and schedule of one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSettings {
+    /// Whether this stage runs.
+    pub enabled: bool,
+    /// Epochs over the training frames.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Cap on steps per epoch (`null`: the whole training set).
+    pub max_steps_per_epoch: Option<usize>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Epochs at which the learning rate is multiplied by `lr_gamma`.
+    pub lr_milestones: Vec<usize>,
+    /// The decay factor at each milestone.
+    pub lr_gamma: f64,
+    /// Linear warm-up steps from `lr * warmup_factor` to `lr`.
+    pub warmup_steps: usize,
+    /// Learning rate factor at step 0 of the warm-up.
+    pub warmup_factor: f64,
+    /// SGD momentum (dampening is 0, as in PyTorch).
+    pub momentum: f64,
+    /// L2 weight decay (applied to every parameter, as Burn's SGD does).
+    pub weight_decay: f32,
+    /// Stochastic depth rate of the paper's recipe. Recorded, not applied: the supernet
+    /// backbone has no drop-path layer (a warning says so when it is non-zero).
+    pub drop_path: f32,
+}
+
+/// The supernet stage: the sandwich rule with in-place distillation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupernetSettings {
+    /// Optimiser and schedule.
+    #[serde(flatten)]
+    pub stage: StageSettings,
+    /// Random subnets per step besides the largest and the smallest.
+    pub random_subnets: usize,
+    /// Weight of the distillation loss (student vs the largest subnet's detached outputs).
+    pub distill_weight: f32,
+}
+
+/// The focal and Huber loss hyper-parameters (effdet's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossSettings {
+    /// Focal loss alpha.
+    pub alpha: f32,
+    /// Focal loss gamma.
+    pub gamma: f32,
+    /// Huber delta.
+    pub delta: f32,
+    /// Weight of the box loss.
+    pub box_loss_weight: f32,
+}
+
+impl From<LossSettings> for LossConfig {
+    fn from(settings: LossSettings) -> Self {
+        LossConfig {
+            alpha: settings.alpha,
+            gamma: settings.gamma,
+            delta: settings.delta,
+            box_loss_weight: settings.box_loss_weight,
+            ..LossConfig::default()
+        }
+    }
+}
+
+/// Evaluation on the test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Images per forward pass (1 measures per-frame latency honestly).
+    pub batch_size: usize,
+    /// Training batches whose average batch statistics replace each evaluated subnet's
+    /// running statistics (0: evaluate with the running statistics as trained; see `norms`).
+    pub recalibration_batches: usize,
+}
+
+/// A whole experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// A short name; the run directory defaults to `runs/<name>-<timestamp>`.
+    pub name: String,
+    /// Seed of everything random: initialisation, data order, flips, subnet sampling.
+    pub seed: u64,
+    /// An effdet COCO checkpoint (`.pth`) to start stage 0 from, class head re-initialised.
+    pub init: Option<PathBuf>,
+    /// The detector.
+    pub model: ModelSettings,
+    /// The data.
+    pub data: DataSettings,
+    /// The losses.
+    pub loss: LossSettings,
+    /// Stage 0: the standalone detector (the largest subnet only).
+    pub standalone: StageSettings,
+    /// Stage 1: the supernet.
+    pub supernet: SupernetSettings,
+    /// Evaluation.
+    pub eval: EvalSettings,
+}
+
+fn read_json_value(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::io(path, source))?;
+    serde_json::from_str(&text).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Sets `key.path=value` in a JSON object; the key must exist, the value is parsed as JSON
+/// and, when that fails, taken as a string.
+pub fn apply_override(root: &mut Value, text: &str) -> Result<()> {
+    let bad = |reason: &str| TrainError::BadOverride {
+        text: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| bad("expected key.path=value"))?;
+    let mut slot = &mut *root;
+    for part in key.trim().split('.') {
+        slot = slot
+            .as_object_mut()
+            .and_then(|object| object.get_mut(part))
+            .ok_or_else(|| bad(&format!("no config field {part:?}")))?;
+    }
+    let value = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.into()));
+    *slot = value;
+    Ok(())
+}
+
+impl TrainConfig {
+    /// Reads a config file and applies `key=value` overrides in order.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let mut value = read_json_value(path)?;
+        for text in overrides {
+            apply_override(&mut value, text)?;
+        }
+        let config: TrainConfig =
+            serde_json::from_value(value).map_err(|source| TrainError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the `config.json` saved in a run directory.
+    pub fn load_run(run_dir: &Path) -> Result<Self> {
+        Self::load(&run_dir.join("config.json"), &[])
+    }
+
+    /// Writes the config as pretty JSON (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a config always serialises");
+        crate::checkpoint::write_atomic(path, text.as_bytes())
+    }
+
+    /// Checks the values a run cannot start with.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(TrainError::InvalidConfig { reason });
+        self.model.detector_config()?;
+        if self.model.image_size == 0 || self.model.image_size % 128 != 0 {
+            return invalid(format!(
+                "model.image_size {} must be a positive multiple of 128",
+                self.model.image_size
+            ));
+        }
+        let multipliers = [self.model.width_multiplier, self.model.depth_multiplier];
+        if multipliers.iter().any(|m| !(m.is_finite() && *m > 0.0)) {
+            return invalid("model width and depth multipliers must be positive".to_string());
+        }
+        if self.data.train_frame_step == 0 || self.data.test_frame_step == 0 {
+            return invalid("data frame steps must be at least 1".to_string());
+        }
+        for (name, stage) in [
+            ("standalone", &self.standalone),
+            ("supernet", &self.supernet.stage),
+        ] {
+            if stage.batch_size == 0 {
+                return invalid(format!("{name}.batch_size must be at least 1"));
+            }
+            if !(stage.lr.is_finite() && stage.lr > 0.0) {
+                return invalid(format!("{name}.lr must be positive"));
+            }
+            if stage.max_steps_per_epoch == Some(0) {
+                return invalid(format!("{name}.max_steps_per_epoch must be at least 1"));
+            }
+        }
+        if self.eval.batch_size == 0 {
+            return invalid("eval.batch_size must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs_dir() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs"))
+    }
+
+    #[test]
+    fn should_parse_every_committed_config() {
+        for name in ["default.json", "detrac-paper.json", "smoke.json"] {
+            let config = TrainConfig::load(&configs_dir().join(name), &[]).unwrap();
+            config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn should_follow_the_paper_recipe_in_the_detrac_config() {
+        let config = TrainConfig::load(&configs_dir().join("detrac-paper.json"), &[]).unwrap();
+        let stage = &config.standalone;
+        assert_eq!(config.model.preset, "d0");
+        assert_eq!(config.model.image_size, 512);
+        assert_eq!((stage.epochs, stage.batch_size), (4, 16));
+        assert_eq!((stage.lr, stage.lr_gamma), (0.01, 0.1));
+        assert_eq!(stage.lr_milestones, [3]);
+        assert_eq!((stage.momentum, stage.weight_decay), (0.9, 4e-5));
+        assert_eq!(stage.drop_path, 0.5);
+    }
+
+    #[test]
+    fn should_apply_overrides_and_reject_unknown_keys() {
+        let path = configs_dir().join("default.json");
+        let overrides = ["standalone.epochs=7".to_string(), "name=other".to_string()];
+        let config = TrainConfig::load(&path, &overrides).unwrap();
+        assert_eq!(config.standalone.epochs, 7);
+        assert_eq!(config.name, "other");
+        let error = TrainConfig::load(&path, &["standalone.epoch=7".to_string()]).unwrap_err();
+        assert!(matches!(error, TrainError::BadOverride { .. }), "{error}");
+        let error = TrainConfig::load(&path, &["standalone.epochs=x".to_string()]).unwrap_err();
+        assert!(matches!(error, TrainError::Json { .. }), "{error}");
+    }
+}

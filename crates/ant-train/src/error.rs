@@ -1,0 +1,95 @@
+//! The error type of ant-train: every way a training or evaluation run can fail.
+
+use std::path::PathBuf;
+
+/// Why a training or evaluation run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file or directory could not be read or written.
+    #[error("cannot access {path}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (config, training state) is malformed.
+    #[error("malformed JSON in {path}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A configuration value is unusable.
+    #[error("invalid training config: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `key=value` override does not name a config field or its value has the wrong type.
+    #[error("bad config override {text:?}: {reason}")]
+    BadOverride {
+        /// The override as given.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The optimiser state could not be saved or loaded.
+    #[error("optimizer state {path}: {reason}")]
+    OptimizerRecord {
+        /// The file.
+        path: PathBuf,
+        /// Burn's record error.
+        reason: String,
+    },
+    /// A checkpoint exists but does not belong to this run (other config or stage).
+    #[error("cannot resume from {path}: {reason}")]
+    ResumeMismatch {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// The loss became NaN or infinite: training stopped, the last good checkpoint is kept.
+    #[error(
+        "non-finite loss ({value}) in stage {stage} at epoch {epoch}, step {step}; \
+         the last good checkpoint is {last_good}"
+    )]
+    NonFiniteLoss {
+        /// The stage name.
+        stage: String,
+        /// The 0-based epoch.
+        epoch: usize,
+        /// The global step.
+        step: usize,
+        /// The loss value.
+        value: f32,
+        /// The last checkpoint written (or `none`).
+        last_good: String,
+    },
+    /// The model failed (invalid subnet, checkpoint read/write).
+    #[error(transparent)]
+    Supernet(#[from] ant_supernet::SupernetError),
+    /// The dataset failed (missing frame, malformed annotation).
+    #[error(transparent)]
+    Detrac(#[from] ant_detrac::DetracError),
+    /// The evaluation failed.
+    #[error(transparent)]
+    Metrics(#[from] ant_metrics::MetricsError),
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The result type of ant-train.
+pub type Result<T> = std::result::Result<T, TrainError>;

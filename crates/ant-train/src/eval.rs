@@ -1,0 +1,190 @@
+//! Evaluation of a detector subnet on a split: COCO AP under the UA-DETRAC ignored-region
+//! protocol (ant-metrics' `evaluate_detrac`, detections and ground truth at least half inside
+//! an ignored region dropped), cost in GMAC per frame, and measured milliseconds per frame.
+//!
+//! Detections are mapped from network-input pixels back to frame pixels through each frame's
+//! letterbox, so AP is measured on the original annotations.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use ant_detrac::coco::CocoGroundTruth;
+use ant_detrac::dataset::FrameDatasetConfig;
+use ant_detrac::transform::boxes_to_frame;
+use ant_detrac::{DetracBatcher, FrameDataset, InputTransform, LoadedSequence, to_coco};
+use ant_metrics::{
+    CocoDataset, Detection, EvalParams, IgnorePolicy, IgnoreRegions, evaluate_detrac,
+};
+use ant_supernet::{EfficientDet, SubnetArch};
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// One evaluated method, in the format of `cargo xtask eval --json` (`{"methods": [..]}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// `static-full`, `ant-fixed3`, `ant-adaptive@<threshold>`, or a subnet's name.
+    pub name: String,
+    /// COCO AP (IoU 0.5:0.95) in [0, 1].
+    pub ap: f64,
+    /// AP at IoU 0.5.
+    pub ap50: f64,
+    /// AP at IoU 0.75.
+    pub ap75: f64,
+    /// Multiply-accumulates per frame, in GMAC.
+    pub gmac: f64,
+    /// Measured milliseconds per frame (forward and post-processing).
+    pub ms: f64,
+    /// Fraction of frames run as key frames (1 for a static detector).
+    pub key_rate: f64,
+}
+
+/// The summary JSON of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The evaluated methods.
+    pub methods: Vec<MethodSummary>,
+}
+
+/// The ground truth of some sequences as ant-metrics data, with their ignored regions and the
+/// image id of each (sequence, frame).
+#[derive(Debug)]
+pub struct EvalGroundTruth {
+    /// The COCO ground truth.
+    pub dataset: CocoDataset,
+    /// Ignored regions per image.
+    pub regions: IgnoreRegions,
+    /// Image id of each (sequence, frame).
+    pub image_ids: HashMap<(String, u32), u64>,
+}
+
+impl EvalGroundTruth {
+    /// Converts the ant-detrac COCO export of `sequences` (every `frame_step`-th frame).
+    pub fn new(sequences: &[LoadedSequence], root: &Path, frame_step: usize) -> Result<Self> {
+        let exported: CocoGroundTruth = to_coco(sequences, root, frame_step)?;
+        let mut dataset = CocoDataset::new();
+        let mut image_ids = HashMap::new();
+        for image in &exported.images {
+            dataset.add_image(image.id, image.width, image.height);
+            image_ids.insert((image.sequence.clone(), image.frame), image.id);
+        }
+        for category in &exported.categories {
+            dataset.add_category(u64::from(category.id), category.name.clone());
+        }
+        for annotation in &exported.annotations {
+            dataset.add_annotation(
+                annotation.image_id,
+                u64::from(annotation.category_id),
+                annotation.bbox.map(f64::from),
+                annotation.iscrowd != 0,
+            );
+        }
+        let mut regions = IgnoreRegions::new();
+        for (image_id, boxes) in exported.ignored_regions_by_image() {
+            regions.insert(image_id, boxes);
+        }
+        Ok(Self {
+            dataset,
+            regions,
+            image_ids,
+        })
+    }
+}
+
+/// AP, AP50, AP75, cost and speed of one subnet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// COCO AP in [0, 1].
+    pub ap: f64,
+    /// AP at IoU 0.5.
+    pub ap50: f64,
+    /// AP at IoU 0.75.
+    pub ap75: f64,
+    /// GMAC per frame of the subnet at the model's input size.
+    pub gmac: f64,
+    /// Milliseconds per frame (forward + post-processing, batch as configured).
+    pub ms_per_frame: f64,
+    /// Frames evaluated.
+    pub frames: usize,
+}
+
+impl EvalReport {
+    /// The summary entry of this report.
+    pub fn method(&self, name: impl Into<String>) -> MethodSummary {
+        MethodSummary {
+            name: name.into(),
+            ap: self.ap,
+            ap50: self.ap50,
+            ap75: self.ap75,
+            gmac: self.gmac,
+            ms: self.ms_per_frame,
+            key_rate: 1.0,
+        }
+    }
+}
+
+/// Evaluates subnet `arch` of `model` (on a plain, non-autodiff device) on every
+/// `frame_step`-th annotated frame of `sequences`.
+pub fn evaluate(
+    model: &EfficientDet,
+    arch: &SubnetArch,
+    sequences: &[LoadedSequence],
+    root: &Path,
+    frame_step: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<EvalReport> {
+    let ground_truth = EvalGroundTruth::new(sequences, root, frame_step)?;
+    let dataset = FrameDataset::new(
+        sequences,
+        FrameDatasetConfig {
+            frame_step,
+            ..FrameDatasetConfig::default()
+        },
+    )?;
+    let size = model.config.image_size as u32;
+    let batcher = DetracBatcher::new(InputTransform::new(size, size));
+    let mut detections = Vec::new();
+    let mut model_seconds = 0f64;
+    let items = dataset.items();
+    for chunk in items.chunks(batch_size.max(1)) {
+        let batch = batcher.batch(chunk.to_vec(), device)?;
+        let started = Instant::now();
+        let outputs = model.detect(batch.images, arch)?;
+        model_seconds += started.elapsed().as_secs_f64();
+        for (targets, frame_detections) in batch.targets.iter().zip(outputs) {
+            let image_id = ground_truth.image_ids[&(targets.sequence.to_string(), targets.frame)];
+            for item in frame_detections.items {
+                let frame_box = boxes_to_frame(&targets.letterbox, &[item.bbox])[0];
+                if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
+                    continue;
+                }
+                detections.push(Detection::from_xyxy(
+                    image_id,
+                    item.class as u64 + 1,
+                    frame_box,
+                    item.score,
+                ));
+            }
+        }
+    }
+    let result = evaluate_detrac(
+        &ground_truth.dataset,
+        &detections,
+        &ground_truth.regions,
+        IgnorePolicy::DropHalfInside,
+        &EvalParams::default(),
+    )?;
+    let clamp = |value: f64| value.max(0.0);
+    Ok(EvalReport {
+        ap: clamp(result.stats[0]),
+        ap50: clamp(result.stats[1]),
+        ap75: clamp(result.stats[2]),
+        gmac: model.cost(arch).total.macs as f64 / 1e9,
+        ms_per_frame: 1000.0 * model_seconds / items.len() as f64,
+        frames: items.len(),
+    })
+}

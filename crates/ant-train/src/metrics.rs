@@ -1,0 +1,270 @@
+//! Training metrics on disk: every step's losses and learning rate in `STAGE/steps.csv`, one
+//! JSON line per epoch in `RUN/metrics.jsonl`, and the loss curve of each stage as an SVG
+//! plot (`STAGE/loss.svg`), redrawn after every epoch.
+//!
+//! On resume the step log is cut back to the checkpoint's step, so the files of a resumed run
+//! equal those of an uninterrupted one.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// One optimizer step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The stage name.
+    pub stage: String,
+    /// The 0-based epoch.
+    pub epoch: usize,
+    /// The 0-based global step.
+    pub step: usize,
+    /// The total loss.
+    pub loss: f32,
+    /// The detection (focal + Huber) part, summed over subnets.
+    pub detection: f32,
+    /// The distillation part (0 in stage 0).
+    pub distill: f32,
+    /// The learning rate used.
+    pub lr: f64,
+}
+
+/// One epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// The stage name.
+    pub stage: String,
+    /// The 0-based epoch.
+    pub epoch: usize,
+    /// Global steps after this epoch.
+    pub global_step: usize,
+    /// Mean total loss.
+    pub loss: f32,
+    /// Mean detection loss.
+    pub detection: f32,
+    /// Mean distillation loss.
+    pub distill: f32,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Training throughput.
+    pub images_per_s: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// The metric files of one stage of a run.
+#[derive(Debug)]
+pub struct MetricsLog {
+    steps_path: PathBuf,
+    epochs_path: PathBuf,
+    plot_path: PathBuf,
+}
+
+const STEPS_HEADER: &str = "stage,epoch,step,loss,detection,distill,lr";
+
+fn append(path: &Path, line: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| TrainError::io(path, source))?;
+    writeln!(file, "{line}").map_err(|source| TrainError::io(path, source))
+}
+
+impl MetricsLog {
+    /// Opens the logs of `stage` in `run_dir`, keeping only steps before `global_step` (and
+    /// epochs that ended at or before it).
+    pub fn open(run_dir: &Path, stage: &str, global_step: usize) -> Result<Self> {
+        let stage_dir = run_dir.join(stage);
+        std::fs::create_dir_all(&stage_dir).map_err(|source| TrainError::io(&stage_dir, source))?;
+        let log = Self {
+            steps_path: stage_dir.join("steps.csv"),
+            epochs_path: run_dir.join("metrics.jsonl"),
+            plot_path: stage_dir.join("loss.svg"),
+        };
+        let steps: Vec<StepRecord> = log
+            .read_steps()?
+            .into_iter()
+            .filter(|record| record.step < global_step)
+            .collect();
+        let mut text = format!("{STEPS_HEADER}\n");
+        for record in &steps {
+            text.push_str(&step_line(record));
+            text.push('\n');
+        }
+        crate::checkpoint::write_atomic(&log.steps_path, text.as_bytes())?;
+        let epochs: Vec<EpochRecord> = read_epochs(&log.epochs_path)?
+            .into_iter()
+            .filter(|record| record.stage != stage || record.global_step <= global_step)
+            .collect();
+        let mut text = String::new();
+        for record in &epochs {
+            text.push_str(&serde_json::to_string(record).expect("records serialise"));
+            text.push('\n');
+        }
+        crate::checkpoint::write_atomic(&log.epochs_path, text.as_bytes())?;
+        Ok(log)
+    }
+
+    /// Appends a step.
+    pub fn step(&mut self, record: &StepRecord) -> Result<()> {
+        append(&self.steps_path, &step_line(record))
+    }
+
+    /// Appends an epoch and redraws the loss curve.
+    pub fn epoch(&mut self, record: &EpochRecord) -> Result<()> {
+        append(
+            &self.epochs_path,
+            &serde_json::to_string(record).expect("records serialise"),
+        )?;
+        let steps = self.read_steps()?;
+        let svg = loss_curve_svg(&steps);
+        crate::checkpoint::write_atomic(&self.plot_path, svg.as_bytes())
+    }
+
+    /// The step records written so far.
+    pub fn read_steps(&self) -> Result<Vec<StepRecord>> {
+        if !self.steps_path.is_file() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&self.steps_path)
+            .map_err(|source| TrainError::io(&self.steps_path, source))?;
+        Ok(text.lines().skip(1).filter_map(parse_step_line).collect())
+    }
+}
+
+fn step_line(record: &StepRecord) -> String {
+    format!(
+        "{},{},{},{},{},{},{}",
+        record.stage,
+        record.epoch,
+        record.step,
+        record.loss,
+        record.detection,
+        record.distill,
+        record.lr
+    )
+}
+
+fn parse_step_line(line: &str) -> Option<StepRecord> {
+    let fields: Vec<&str> = line.split(',').collect();
+    if fields.len() != 7 {
+        return None;
+    }
+    Some(StepRecord {
+        stage: fields[0].to_string(),
+        epoch: fields[1].parse().ok()?,
+        step: fields[2].parse().ok()?,
+        loss: fields[3].parse().ok()?,
+        detection: fields[4].parse().ok()?,
+        distill: fields[5].parse().ok()?,
+        lr: fields[6].parse().ok()?,
+    })
+}
+
+/// The epoch records of a `metrics.jsonl` file (none when it does not exist).
+pub fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::io(path, source))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|source| TrainError::Json {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// A self-contained SVG of the loss (and its distillation part) against the step, log scale.
+pub fn loss_curve_svg(steps: &[StepRecord]) -> String {
+    let (width, height, margin) = (640.0f64, 360.0f64, 50.0f64);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let values: Vec<f64> = steps
+        .iter()
+        .flat_map(|s| [f64::from(s.loss), f64::from(s.distill)])
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .collect();
+    if steps.is_empty() || values.is_empty() {
+        svg.push_str("</svg>\n");
+        return svg;
+    }
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min).log10();
+    let high = values
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .log10();
+    let span = (high - low).max(1e-6);
+    let first = steps[0].step as f64;
+    let last = (steps[steps.len() - 1].step as f64).max(first + 1.0);
+    let x_of =
+        |step: usize| margin + (step as f64 - first) / (last - first) * (width - 2.0 * margin);
+    let y_of = |v: f64| height - margin - (v.log10() - low) / span * (height - 2.0 * margin);
+    for (color, pick) in [
+        (
+            "steelblue",
+            (|s: &StepRecord| s.loss) as fn(&StepRecord) -> f32,
+        ),
+        ("darkorange", |s: &StepRecord| s.distill),
+    ] {
+        let points: Vec<String> = steps
+            .iter()
+            .filter(|s| pick(s) > 0.0 && pick(s).is_finite())
+            .map(|s| format!("{:.1},{:.1}", x_of(s.step), y_of(f64::from(pick(s)))))
+            .collect();
+        if !points.is_empty() {
+            svg.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+                points.join(" ")
+            ));
+        }
+    }
+    svg.push_str(&format!(
+        "<text x=\"{margin}\" y=\"20\" font-size=\"13\">loss (blue) and distillation \
+         (orange), log scale {:.3}..{:.3}, steps {}..{}</text>\n</svg>\n",
+        10f64.powf(low),
+        10f64.powf(high),
+        first,
+        last
+    ));
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: usize, loss: f32) -> StepRecord {
+        StepRecord {
+            stage: "s".into(),
+            epoch: 0,
+            step,
+            loss,
+            detection: loss,
+            distill: 0.0,
+            lr: 0.01,
+        }
+    }
+
+    #[test]
+    fn should_round_trip_step_lines() {
+        let original = record(3, 1.25);
+        assert_eq!(parse_step_line(&step_line(&original)), Some(original));
+    }
+
+    #[test]
+    fn should_draw_a_polyline_per_curve() {
+        let svg = loss_curve_svg(&[record(0, 2.0), record(1, 1.0)]);
+        assert!(svg.contains("<polyline") && svg.ends_with("</svg>\n"));
+    }
+}

@@ -1,0 +1,87 @@
+//! Batch-norm statistics for evaluation: recalibration of a subnet's running statistics.
+//!
+//! Burn's `BatchNorm` (like effdet's, momentum 0.01) updates its running statistics slowly;
+//! after a short CPU training from scratch they lag far behind the weights, and a model that
+//! detects perfectly with batch statistics fails in evaluation mode. Before evaluating (or
+//! exporting) a subnet we therefore recompute its statistics as the plain average of the
+//! batch statistics over a few training batches: momentum `1 / (k + 1)` for the `k`-th batch,
+//! which is PyTorch's `momentum=None` cumulative average and the usual recalibration of
+//! slimmable/once-for-all supernets. The private norms of each expansion ratio (see
+//! `ant-supernet`'s backbone) are only touched by their own subnet; the shared norms of the
+//! BiFPN and heads are recalibrated for the subnet being evaluated, on a copy.
+
+use ant_supernet::{EfficientDet, SubnetArch};
+use burn::module::Module;
+use burn::nn::BatchNorm;
+use burn::tensor::Tensor;
+
+use crate::error::Result;
+
+/// Calls `f` on every batch norm of the detector (backbone, BiFPN, heads).
+pub fn for_each_norm(model: &mut EfficientDet, mut f: impl FnMut(&mut BatchNorm)) {
+    f(&mut model.backbone.bn_stem);
+    for block in &mut model.backbone.first_stage {
+        f(&mut block.bn_depthwise);
+        f(&mut block.bn_pointwise);
+    }
+    for block in model.backbone.stages.iter_mut().flatten() {
+        for norm in block
+            .bn_expand
+            .iter_mut()
+            .chain(block.bn_depthwise.iter_mut())
+            .chain(block.bn_project.iter_mut())
+        {
+            f(norm);
+        }
+    }
+    for extra in model.fpn.extra_levels.iter_mut().flatten() {
+        f(&mut extra.bn);
+    }
+    for node in model
+        .fpn
+        .cells
+        .iter_mut()
+        .flat_map(|cell| cell.nodes.iter_mut())
+    {
+        for resample in node.resample.iter_mut().flatten() {
+            f(&mut resample.bn);
+        }
+        if let Some(norm) = node.conv.bn.as_mut() {
+            f(norm);
+        }
+    }
+    for head in [&mut model.class_net, &mut model.box_net] {
+        for norm in head.bn_rep.iter_mut().flatten() {
+            f(norm);
+        }
+    }
+}
+
+/// Sets the running-statistics momentum of every batch norm.
+pub fn set_norm_momentum(model: &mut EfficientDet, momentum: f64) {
+    for_each_norm(model, |norm| norm.momentum = momentum);
+}
+
+/// A copy of `model` (on its plain device) whose batch-norm statistics for subnet `arch` are
+/// the average batch statistics over `batches` (plain-device images); `model` is unchanged.
+pub fn recalibrate_norms(
+    model: &EfficientDet,
+    arch: &SubnetArch,
+    batches: &[Tensor<4>],
+) -> Result<EfficientDet> {
+    // `valid()` gives fresh running-state cells (a clone would share them); `train()` puts
+    // the parameters back on the autodiff device so the norms use and record batch statistics.
+    let mut copy = model.valid().train();
+    let mut momenta = Vec::new();
+    for_each_norm(&mut copy, |norm| momenta.push(norm.momentum));
+    for (index, images) in batches.iter().enumerate() {
+        set_norm_momentum(&mut copy, 1.0 / (index as f64 + 1.0));
+        let images = Tensor::from_inner(images.clone());
+        let _ = copy.forward(images, arch)?;
+    }
+    let mut restored = momenta.into_iter();
+    for_each_norm(&mut copy, |norm| {
+        norm.momentum = restored.next().expect("same norms as before")
+    });
+    Ok(copy.valid())
+}

@@ -1,0 +1,168 @@
+//! The main job: prepare the data (generate the synthetic UA-DETRAC-format set when it is
+//! missing), train stage 0 then stage 1, evaluate on the test split and write `summary.json`
+//! (the format `cargo xtask eval --json` prints) into the run directory.
+
+use std::path::PathBuf;
+
+use ant_detrac::dataset::FrameDatasetConfig;
+use ant_detrac::{
+    DetracBatcher, FrameDataset, InputTransform, ReleaseLayout, Split, SynthConfig, load_split,
+    write_dataset,
+};
+use ant_supernet::SubnetArch;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomic;
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::eval::{EvalReport, Summary, evaluate};
+use crate::norms::recalibrate_norms;
+use crate::trainer::{
+    ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
+};
+
+/// What the main job produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PipelineOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The summary written to `summary.json`.
+    pub summary: Summary,
+    /// Wall-clock seconds per phase (`data`, stage names, `eval`).
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// Makes sure the dataset exists, generating the synthetic one when allowed.
+pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
+    let root = &config.data.root;
+    if !root.exists() {
+        if !config.data.synthesize_if_missing {
+            return Err(TrainError::InvalidConfig {
+                reason: format!(
+                    "data.root {} does not exist (set data.synthesize_if_missing=true to \
+                     generate the synthetic set)",
+                    root.display()
+                ),
+            });
+        }
+        tracing::info!(root = %root.display(), "generating the synthetic dataset");
+        write_dataset(&SynthConfig::default(), root)?;
+    }
+    Ok(ReleaseLayout::new(root.clone()))
+}
+
+/// Runs stages 0 and 1 (as enabled), evaluates and writes `summary.json`.
+pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<PipelineOutcome> {
+    let run_dir = &options.run_dir;
+    std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
+    let config_path = run_dir.join("config.json");
+    if options.resume && config_path.is_file() {
+        let saved = TrainConfig::load_run(run_dir)?;
+        if &saved != config {
+            return Err(TrainError::ResumeMismatch {
+                path: config_path,
+                reason: "the run was started with another config".into(),
+            });
+        }
+    }
+    config.save(&config_path)?;
+    let mut seconds = Vec::new();
+    let started = std::time::Instant::now();
+    let layout = prepare_data(config)?;
+    let train_sequences = load_split(&layout, Split::Train)?;
+    let test_sequences = load_split(&layout, Split::Test)?;
+    let size = config.model.image_size as u32;
+    let data = TrainData {
+        dataset: FrameDataset::new(
+            &train_sequences,
+            FrameDatasetConfig {
+                frame_step: config.data.train_frame_step,
+                flip_probability: config.data.flip_probability,
+                seed: config.seed,
+            },
+        )?,
+        batcher: DetracBatcher::new(InputTransform::new(size, size)),
+    };
+    seconds.push(("data".to_string(), started.elapsed().as_secs_f64()));
+
+    let calibration = calibration_batches(
+        &data,
+        config.eval.recalibration_batches,
+        config.standalone.batch_size.max(2),
+        config.seed,
+        &options.device,
+    )?;
+    let mut summary = Summary::default();
+    let evaluate_into = |name: &str,
+                         model: &ant_supernet::EfficientDet,
+                         arch: &SubnetArch,
+                         summary: &mut Summary|
+     -> Result<EvalReport> {
+        let recalibrated;
+        let model = if config.eval.recalibration_batches > 0 {
+            recalibrated = recalibrate_norms(model, arch, &calibration)?;
+            &recalibrated
+        } else {
+            model
+        };
+        let report = evaluate(
+            model,
+            arch,
+            &test_sequences,
+            &config.data.root,
+            config.data.test_frame_step,
+            config.eval.batch_size,
+            &options.device,
+        )?;
+        tracing::info!(name, ap = report.ap, ap50 = report.ap50, "evaluated");
+        summary.methods.push(report.method(name));
+        Ok(report)
+    };
+
+    let mut previous: Option<PathBuf> = None;
+    if config.standalone.enabled {
+        let started = std::time::Instant::now();
+        let init = config
+            .init
+            .clone()
+            .map_or(ModelInit::Scratch, ModelInit::Effdet);
+        let outcome = train_stage(config, Stage::Standalone, &init, &data, options)?;
+        seconds.push((
+            Stage::Standalone.name().into(),
+            started.elapsed().as_secs_f64(),
+        ));
+        let started = std::time::Instant::now();
+        evaluate_into(
+            "static-full",
+            &outcome.model,
+            &SubnetArch::LARGEST,
+            &mut summary,
+        )?;
+        seconds.push(("eval-static".into(), started.elapsed().as_secs_f64()));
+        previous = Some(checkpoint_model(&outcome.checkpoint));
+    }
+    if config.supernet.stage.enabled {
+        let started = std::time::Instant::now();
+        let init = previous.map_or(ModelInit::Scratch, ModelInit::Checkpoint);
+        let outcome = train_stage(config, Stage::Supernet, &init, &data, options)?;
+        seconds.push((
+            Stage::Supernet.name().into(),
+            started.elapsed().as_secs_f64(),
+        ));
+        let started = std::time::Instant::now();
+        for (name, arch) in [
+            ("supernet-largest", SubnetArch::LARGEST),
+            ("supernet-smallest", SubnetArch::SMALLEST),
+        ] {
+            evaluate_into(name, &outcome.model, &arch, &mut summary)?;
+        }
+        seconds.push(("eval-supernet".into(), started.elapsed().as_secs_f64()));
+    }
+    let text = serde_json::to_string_pretty(&summary).expect("a summary always serialises");
+    write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
+    Ok(PipelineOutcome {
+        run_dir: run_dir.clone(),
+        summary,
+        seconds,
+    })
+}

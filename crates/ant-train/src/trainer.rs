@@ -1,0 +1,598 @@
+//! The hand-written training loops of stages 0 and 1 (like burn's
+//! `examples/custom-training-loop`: `device.autodiff()`, `GradientsParams::from_grads`,
+//! `optim.step`), with per-epoch atomic checkpoints, exact resume, per-step and per-epoch
+//! metrics, a progress line and a NaN guard.
+//!
+//! - Stage 0 ([`Stage::Standalone`]) trains the largest subnet, i.e. the plain detector.
+//! - Stage 1 ([`Stage::Supernet`]) follows the sandwich rule of slimmable networks (Yu and
+//!   Huang, "Universally Slimmable Networks", ICCV 2019), which ANT's supernet training uses
+//!   (Sec. 3.3): every step runs the largest subnet, the smallest and `random_subnets` random
+//!   ones on the same batch; the largest learns from the ground truth, the others from the
+//!   ground truth plus in-place distillation toward the largest's detached outputs (binary KL
+//!   on the class probabilities, Huber on the box codes of positive anchors). One backward
+//!   pass over the summed losses accumulates every subnet's gradient before the update. Each
+//!   elastic block keeps private batch norms per expansion ratio, so each subnet trains its own
+//!   statistics.
+//!
+//! Reproducibility: the data order of epoch `e` is a ChaCha8 shuffle seeded by `(seed, stage,
+//! e)`, the flips are drawn by the dataset from `(seed, e)`, the random subnets of step `s`
+//! from `(seed, s)`, the learning rate is a function of `s`; model, optimizer moments and the
+//! step counter are in the checkpoint. A resumed run therefore takes the same steps as an
+//! uninterrupted one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ant_detrac::{DetracBatcher, FrameDataset, FrameRef};
+use ant_supernet::{
+    AnchorTargets, Anchors, EfficientDet, HeadOutputs, LossConfig, SubnetArch, detection_loss,
+    label_anchors,
+};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    TrainState, latest_checkpoint, load_model, load_optimizer, load_state, save_checkpoint,
+};
+use crate::config::{StageSettings, TrainConfig};
+use crate::error::{Result, TrainError};
+use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
+use crate::schedule::LrSchedule;
+
+/// A training stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Stage 0: the standalone detector (largest subnet).
+    Standalone,
+    /// Stage 1: the supernet, sandwich rule with in-place distillation.
+    Supernet,
+}
+
+impl Stage {
+    /// The stage's directory name in the run directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Standalone => "stage0-standalone",
+            Stage::Supernet => "stage1-supernet",
+        }
+    }
+
+    fn index(self) -> u64 {
+        match self {
+            Stage::Standalone => 0,
+            Stage::Supernet => 1,
+        }
+    }
+}
+
+/// Where a stage's weights start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelInit {
+    /// Random initialisation (seeded by the config's seed).
+    Scratch,
+    /// An effdet COCO checkpoint (`.pth`), class head re-initialised.
+    Effdet(PathBuf),
+    /// A native checkpoint (`model.bpk`), e.g. the previous stage's.
+    Checkpoint(PathBuf),
+}
+
+/// The training frames and how to batch them.
+#[derive(Debug)]
+pub struct TrainData {
+    /// The frames (with the config's flip probability and seed).
+    pub dataset: FrameDataset,
+    /// The decoder/letterbox at the model's input size.
+    pub batcher: DetracBatcher,
+}
+
+/// Options of one stage run that are not part of the experiment.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The run directory (config, metrics, one subdirectory per stage).
+    pub run_dir: PathBuf,
+    /// The device (plain; autodiff is added for training).
+    pub device: Device,
+    /// Continue from the stage's newest checkpoint when there is one.
+    pub resume: bool,
+    /// Print a progress line on stderr.
+    pub progress: bool,
+    /// Stop after this many epochs of this invocation (tests use it to "kill" a run).
+    pub stop_after_epochs: Option<usize>,
+}
+
+/// What a finished (or stopped) stage returns.
+#[derive(Debug)]
+pub struct StageOutcome {
+    /// The trained model on the plain device, ready for evaluation.
+    pub model: EfficientDet,
+    /// The newest checkpoint directory.
+    pub checkpoint: PathBuf,
+    /// The epochs trained by this invocation.
+    pub epochs: Vec<EpochRecord>,
+    /// Whether every configured epoch is done.
+    pub finished: bool,
+}
+
+/// The stage's optimizer: SGD with PyTorch momentum semantics (dampening 0) and L2 decay.
+pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
+    let momentum = (stage.momentum > 0.0).then(|| MomentumConfig {
+        momentum: stage.momentum,
+        dampening: 0.0,
+        nesterov: false,
+    });
+    let weight_decay = (stage.weight_decay > 0.0).then(|| WeightDecayConfig {
+        penalty: stage.weight_decay,
+    });
+    SgdConfig::new()
+        .with_momentum(momentum)
+        .with_weight_decay(weight_decay)
+        .init()
+}
+
+/// Concatenates per-level outputs `[b, a*w, h, w]` into `[b, anchors, w]` (the order of
+/// `Anchors` and of the loss).
+fn flatten_levels(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
+    let parts: Vec<Tensor<3>> = outputs
+        .iter()
+        .map(|x| {
+            let [batch, channels, height, w] = x.dims();
+            x.clone()
+                .permute([0, 2, 3, 1])
+                .reshape([batch, height * w * channels / width, width])
+        })
+        .collect();
+    Tensor::cat(parts, 1)
+}
+
+/// In-place distillation of a student subnet toward the (detached) largest subnet: binary KL
+/// between the class probabilities over every anchor and class, plus the Huber loss between
+/// box codes on the positive anchors, both normalised like the detection loss (positives + 1)
+/// and the box term weighted like it.
+pub fn distillation_loss(
+    student: &HeadOutputs,
+    teacher: &HeadOutputs,
+    targets: &[AnchorTargets],
+    num_classes: usize,
+    config: &LossConfig,
+    device: &Device,
+) -> Tensor<1> {
+    let student_logits = flatten_levels(&student.class, num_classes);
+    let teacher_logits = flatten_levels(&teacher.class, num_classes).detach();
+    let [batch, anchors, _] = student_logits.dims();
+    // Binary KL(t || s) = t (log t - log s) + (1 - t) (log(1 - t) - log(1 - s)).
+    let teacher_probability = burn::tensor::activation::sigmoid(teacher_logits.clone());
+    let kl = teacher_probability.clone()
+        * (log_sigmoid(teacher_logits.clone()) - log_sigmoid(student_logits.clone()))
+        + teacher_probability.neg().add_scalar(1.0)
+            * (log_sigmoid(teacher_logits.neg()) - log_sigmoid(student_logits.neg()));
+    let positives: usize = targets.iter().map(|t| t.num_positives).sum();
+    let normaliser = positives as f32 + 1.0;
+    let mut mask = vec![0f32; batch * anchors * 4];
+    for (image, target) in targets.iter().enumerate() {
+        for (anchor, class) in target.classes.iter().enumerate() {
+            if class.is_some() {
+                let base = (image * anchors + anchor) * 4;
+                mask[base..base + 4].fill(1.0);
+            }
+        }
+    }
+    let mask = Tensor::<3>::from_data(TensorData::new(mask, [batch, anchors, 4]), device);
+    let difference =
+        (flatten_levels(&student.boxes, 4) - flatten_levels(&teacher.boxes, 4).detach()).abs();
+    let quadratic = difference.clone().clamp_max(config.delta);
+    let linear = difference - quadratic.clone();
+    let huber = quadratic.powf_scalar(2.0).mul_scalar(0.5) + linear.mul_scalar(config.delta);
+    let box_term = (huber * mask).sum().div_scalar(normaliser * 4.0);
+    kl.sum().div_scalar(normaliser) + box_term.mul_scalar(config.box_loss_weight)
+}
+
+/// The subnets a supernet step trains: largest, smallest, then `random` random ones drawn
+/// from `(seed, step)`.
+pub fn sandwich_archs(random: usize, seed: u64, step: usize) -> Vec<SubnetArch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0001 ^ ((step as u64) << 20));
+    let mut archs = vec![SubnetArch::LARGEST, SubnetArch::SMALLEST];
+    for _ in 0..random {
+        let ratios: [usize; 6] = std::array::from_fn(|_| rng.random_range(1..=6));
+        archs.push(SubnetArch::new(ratios).expect("ratios drawn in 1..=6"));
+    }
+    archs
+}
+
+/// The shuffled frame order of an epoch.
+pub fn epoch_order(len: usize, seed: u64, stage: Stage, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (stage.index() << 56) ^ ((epoch as u64) << 32) ^ 0xda7a);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Steps per epoch: full batches over the dataset (at least one), capped by the config.
+pub fn steps_per_epoch(len: usize, stage: &StageSettings) -> usize {
+    let full = (len / stage.batch_size).max(1);
+    stage.max_steps_per_epoch.map_or(full, |cap| full.min(cap))
+}
+
+fn stage_settings(config: &TrainConfig, stage: Stage) -> &StageSettings {
+    match stage {
+        Stage::Standalone => &config.standalone,
+        Stage::Supernet => &config.supernet.stage,
+    }
+}
+
+fn init_model(config: &TrainConfig, init: &ModelInit, device: &Device) -> Result<EfficientDet> {
+    let detector = config.model.detector_config()?;
+    match init {
+        ModelInit::Scratch => {
+            device.seed(config.seed);
+            Ok(EfficientDet::init(&detector, device))
+        }
+        ModelInit::Effdet(path) => {
+            device.seed(config.seed);
+            Ok(EfficientDet::from_effdet(&detector, path, device)?)
+        }
+        ModelInit::Checkpoint(path) => {
+            let model = EfficientDet::load(path, device)?;
+            if model.config != detector {
+                return Err(TrainError::ResumeMismatch {
+                    path: path.clone(),
+                    reason: "the checkpoint's detector config differs from the run's".into(),
+                });
+            }
+            Ok(model)
+        }
+    }
+}
+
+/// The loss of one step and its parts, as numbers.
+struct StepLoss {
+    total: Tensor<1>,
+    detection: Tensor<1>,
+    distill: Option<Tensor<1>>,
+}
+
+fn step_loss(
+    model: &EfficientDet,
+    stage: Stage,
+    config: &TrainConfig,
+    images: Tensor<4>,
+    targets: &[AnchorTargets],
+    step: usize,
+    device: &Device,
+) -> Result<StepLoss> {
+    let num_classes = config.model.num_classes;
+    let loss_config: LossConfig = config.loss.into();
+    let teacher = model.forward(images.clone(), &SubnetArch::LARGEST)?;
+    let teacher_loss = detection_loss(&teacher, targets, num_classes, &loss_config, device).total;
+    if stage == Stage::Standalone {
+        return Ok(StepLoss {
+            total: teacher_loss.clone(),
+            detection: teacher_loss,
+            distill: None,
+        });
+    }
+    let mut detection = teacher_loss;
+    let mut distill: Option<Tensor<1>> = None;
+    for arch in sandwich_archs(config.supernet.random_subnets, config.seed, step)
+        .into_iter()
+        .skip(1)
+    {
+        let student = model.forward(images.clone(), &arch)?;
+        let student_loss = detection_loss(&student, targets, num_classes, &loss_config, device);
+        detection = detection + student_loss.total;
+        let kd = distillation_loss(
+            &student,
+            &teacher,
+            targets,
+            num_classes,
+            &loss_config,
+            device,
+        );
+        distill = Some(match distill {
+            Some(sum) => sum + kd,
+            None => kd,
+        });
+    }
+    let distill_sum = distill
+        .clone()
+        .expect("the sandwich has at least one student");
+    Ok(StepLoss {
+        total: detection.clone() + distill_sum.mul_scalar(config.supernet.distill_weight),
+        detection,
+        distill,
+    })
+}
+
+fn print_progress(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\r{line:<100}");
+    let _ = stderr.flush();
+}
+
+/// Trains one stage (resuming when asked and possible); checkpoints every epoch.
+pub fn train_stage(
+    config: &TrainConfig,
+    stage: Stage,
+    init: &ModelInit,
+    data: &TrainData,
+    options: &RunOptions,
+) -> Result<StageOutcome> {
+    let settings = stage_settings(config, stage);
+    let stage_dir = options.run_dir.join(stage.name());
+    let device = options.device.clone().autodiff();
+    if settings.drop_path > 0.0 {
+        tracing::warn!(
+            drop_path = settings.drop_path,
+            "drop path is not applied: the supernet backbone has no stochastic-depth layer"
+        );
+    }
+    let steps = steps_per_epoch(data.dataset.len(), settings);
+    let schedule = LrSchedule::for_stage(settings, steps);
+    let mut optim = optimizer(settings);
+    let resume_from = if options.resume {
+        latest_checkpoint(&stage_dir)?
+    } else {
+        None
+    };
+    let (mut model, mut state) = match &resume_from {
+        Some(checkpoint) => {
+            let state = load_state(checkpoint)?;
+            if state.stage != stage.name() || state.seed != config.seed {
+                return Err(TrainError::ResumeMismatch {
+                    path: checkpoint.clone(),
+                    reason: format!(
+                        "checkpoint of stage {} seed {}, run is stage {} seed {}",
+                        state.stage,
+                        state.seed,
+                        stage.name(),
+                        config.seed
+                    ),
+                });
+            }
+            optim = load_optimizer(checkpoint, optim)?;
+            tracing::info!(stage = stage.name(), checkpoint = %checkpoint.display(),
+                epochs_done = state.epochs_done, "resuming");
+            (load_model(checkpoint, &device)?, state)
+        }
+        None => (
+            init_model(config, init, &device)?,
+            TrainState {
+                stage: stage.name().to_string(),
+                epochs_done: 0,
+                global_step: 0,
+                seed: config.seed,
+                last_loss: f32::NAN,
+            },
+        ),
+    };
+    let mut log = MetricsLog::open(&options.run_dir, stage.name(), state.global_step)?;
+    let anchors = Anchors::new(&model.config);
+    let loss_config: LossConfig = config.loss.into();
+    let mut checkpoint = resume_from.clone();
+    let mut epochs = Vec::new();
+    let first_epoch = state.epochs_done;
+    let last_epoch = options
+        .stop_after_epochs
+        .map_or(settings.epochs, |n| settings.epochs.min(first_epoch + n));
+    tracing::info!(
+        stage = stage.name(),
+        frames = data.dataset.len(),
+        steps_per_epoch = steps,
+        epochs = settings.epochs,
+        "training"
+    );
+    for epoch in first_epoch..last_epoch {
+        data.dataset.set_epoch(epoch as u64);
+        let order = epoch_order(data.dataset.len(), config.seed, stage, epoch);
+        let started = Instant::now();
+        let (mut loss_sum, mut detection_sum, mut distill_sum) = (0f64, 0f64, 0f64);
+        let mut images_seen = 0usize;
+        for batch_index in 0..steps {
+            let step = state.global_step;
+            let items: Vec<FrameRef> = (0..settings.batch_size)
+                .map(|offset| order[(batch_index * settings.batch_size + offset) % order.len()])
+                .map(|index| {
+                    data.dataset
+                        .get(index)
+                        .expect("frame datasets never fail get")
+                })
+                .collect();
+            let batch = data.batcher.batch(items, &device)?;
+            let targets: Vec<AnchorTargets> = batch
+                .targets
+                .iter()
+                .map(|t| {
+                    label_anchors(
+                        &anchors,
+                        &t.boxes,
+                        &t.classes,
+                        &t.ignored_regions,
+                        &loss_config,
+                    )
+                })
+                .collect();
+            let lr = schedule.lr_at(step);
+            let loss = step_loss(&model, stage, config, batch.images, &targets, step, &device)?;
+            let value: f32 = loss.total.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    stage: stage.name().to_string(),
+                    epoch,
+                    step,
+                    value,
+                    last_good: checkpoint
+                        .as_ref()
+                        .map_or("none".to_string(), |p| p.display().to_string()),
+                });
+            }
+            let detection: f32 = loss.detection.into_scalar();
+            let distill: f32 = loss.distill.map_or(0.0, |d| d.into_scalar());
+            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.global_step += 1;
+            images_seen += settings.batch_size;
+            loss_sum += f64::from(value);
+            detection_sum += f64::from(detection);
+            distill_sum += f64::from(distill);
+            let images_per_s = images_seen as f64 / started.elapsed().as_secs_f64();
+            log.step(&StepRecord {
+                stage: stage.name().to_string(),
+                epoch,
+                step,
+                loss: value,
+                detection,
+                distill,
+                lr,
+            })?;
+            if options.progress {
+                print_progress(&format!(
+                    "[{}] epoch {}/{} step {}/{} loss {:.4} lr {:.5} {:.2} img/s",
+                    stage.name(),
+                    epoch + 1,
+                    settings.epochs,
+                    batch_index + 1,
+                    steps,
+                    value,
+                    lr,
+                    images_per_s
+                ));
+            }
+        }
+        if options.progress {
+            eprintln!();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            stage: stage.name().to_string(),
+            epoch,
+            global_step: state.global_step,
+            loss: (loss_sum / steps as f64) as f32,
+            detection: (detection_sum / steps as f64) as f32,
+            distill: (distill_sum / steps as f64) as f32,
+            lr: schedule.lr_at(state.global_step.saturating_sub(1)),
+            images_per_s: images_seen as f64 / seconds,
+            seconds,
+        };
+        state.epochs_done = epoch + 1;
+        state.last_loss = record.loss;
+        checkpoint = Some(save_checkpoint(&stage_dir, &model, &optim, &state)?);
+        log.epoch(&record)?;
+        tracing::info!(
+            stage = stage.name(),
+            epoch = epoch + 1,
+            loss = record.loss,
+            images_per_s = record.images_per_s,
+            seconds = record.seconds,
+            "epoch done"
+        );
+        epochs.push(record);
+    }
+    let checkpoint = match checkpoint {
+        Some(path) => path,
+        None => {
+            // Zero epochs configured: checkpoint the initial model so later stages can start.
+            save_checkpoint(&stage_dir, &model, &optim, &state)?
+        }
+    };
+    Ok(StageOutcome {
+        model: model.valid(),
+        checkpoint,
+        finished: state.epochs_done >= settings.epochs,
+        epochs,
+    })
+}
+
+/// `count` batches of `batch_size` training images (a fixed shuffle, no flips) on `device`,
+/// for batch-norm recalibration.
+pub fn calibration_batches(
+    data: &TrainData,
+    count: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<Tensor<4>>> {
+    let order = epoch_order(data.dataset.len(), seed ^ 0xca1b, Stage::Standalone, 0);
+    let items = data.dataset.items();
+    (0..count)
+        .map(|batch| {
+            let frames: Vec<FrameRef> = (0..batch_size)
+                .map(|offset| items[order[(batch * batch_size + offset) % order.len()]].clone())
+                .collect();
+            Ok(data.batcher.batch(frames, device)?.images)
+        })
+        .collect()
+}
+
+/// Path of the model file of a checkpoint directory.
+pub fn checkpoint_model(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("model.bpk")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_start_the_sandwich_with_largest_and_smallest_and_repeat_per_step() {
+        let archs = sandwich_archs(2, 7, 11);
+        assert_eq!(archs.len(), 4);
+        assert_eq!(archs[0], SubnetArch::LARGEST);
+        assert_eq!(archs[1], SubnetArch::SMALLEST);
+        assert_eq!(archs, sandwich_archs(2, 7, 11));
+        assert_ne!(archs[2..], sandwich_archs(2, 7, 12)[2..]);
+    }
+
+    #[test]
+    fn should_shuffle_each_epoch_differently_but_reproducibly() {
+        let a = epoch_order(50, 3, Stage::Standalone, 0);
+        assert_eq!(a, epoch_order(50, 3, Stage::Standalone, 0));
+        assert_ne!(a, epoch_order(50, 3, Stage::Standalone, 1));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn should_give_zero_distillation_loss_when_student_equals_teacher() {
+        let device = Device::flex();
+        let outputs = HeadOutputs {
+            class: vec![Tensor::random(
+                [1, 8, 2, 2],
+                burn::tensor::Distribution::Normal(0.0, 2.0),
+                &device,
+            )],
+            boxes: vec![Tensor::random(
+                [1, 16, 2, 2],
+                burn::tensor::Distribution::Default,
+                &device,
+            )],
+        };
+        let targets = AnchorTargets {
+            classes: vec![Some(0); 4 * 4],
+            valid: vec![true; 16],
+            boxes: vec![[0.0; 4]; 16],
+            num_positives: 16,
+        };
+        let loss = distillation_loss(
+            &outputs,
+            &outputs,
+            &[targets],
+            2,
+            &LossConfig::default(),
+            &device,
+        );
+        let value: f32 = loss.into_scalar();
+        assert!(value.abs() < 1e-5, "{value}");
+    }
+}

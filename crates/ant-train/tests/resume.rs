@@ -1,0 +1,140 @@
+//! Resume exactness: a run stopped after its first epoch of each stage and resumed from the
+//! checkpoints ends with the same losses at every step and the same model as an uninterrupted
+//! run (bit-identical on the flex CPU backend; the tolerance below only guards against a
+//! backend with non-deterministic reductions).
+
+use std::path::{Path, PathBuf};
+
+use ant_detrac::dataset::FrameDatasetConfig;
+use ant_detrac::{
+    DetracBatcher, FrameDataset, InputTransform, ReleaseLayout, Split, SynthConfig, load_split,
+    write_dataset,
+};
+use ant_supernet::SubnetArch;
+use ant_train::checkpoint::load_model;
+use ant_train::metrics::read_epochs;
+use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
+use burn::tensor::{Device, Distribution, Tensor};
+
+fn small_config() -> TrainConfig {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/default.json"
+    ));
+    let overrides = [
+        "model.image_size=128",
+        "standalone.epochs=2",
+        "standalone.batch_size=2",
+        "standalone.max_steps_per_epoch=2",
+        "standalone.warmup_steps=2",
+        "standalone.lr_milestones=[1]",
+        "supernet.epochs=2",
+        "supernet.batch_size=2",
+        "supernet.max_steps_per_epoch=2",
+    ]
+    .map(String::from);
+    TrainConfig::load(&path, &overrides).unwrap()
+}
+
+fn steps_csv(run_dir: &Path, stage: Stage) -> String {
+    std::fs::read_to_string(run_dir.join(stage.name()).join("steps.csv")).unwrap()
+}
+
+#[test]
+fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
+    let root = std::env::temp_dir().join(format!("ant-train-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let synth = SynthConfig {
+        sequences: 2,
+        frames: 8,
+        ..SynthConfig::default()
+    };
+    write_dataset(&synth, &root.join("data")).unwrap();
+    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    let config = small_config();
+    let data = TrainData {
+        dataset: FrameDataset::new(
+            &sequences,
+            FrameDatasetConfig {
+                frame_step: 1,
+                flip_probability: 0.5,
+                seed: config.seed,
+            },
+        )
+        .unwrap(),
+        batcher: DetracBatcher::new(InputTransform::new(128, 128)),
+    };
+    let options = |name: &str, resume: bool, stop: Option<usize>| RunOptions {
+        run_dir: root.join(name),
+        device: Device::flex(),
+        resume,
+        progress: false,
+        stop_after_epochs: stop,
+    };
+    let run = |name: &str, resume: bool, stop: Option<usize>| {
+        let stage0 = train_stage(
+            &config,
+            Stage::Standalone,
+            &ModelInit::Scratch,
+            &data,
+            &options(name, resume, stop),
+        )
+        .unwrap();
+        if !stage0.finished {
+            return None;
+        }
+        let init = ModelInit::Checkpoint(stage0.checkpoint.join("model.bpk"));
+        let stage1 = train_stage(
+            &config,
+            Stage::Supernet,
+            &init,
+            &data,
+            &options(name, resume, stop),
+        )
+        .unwrap();
+        stage1.finished.then_some(stage1.checkpoint)
+    };
+    let whole = run("whole", false, None).expect("an uninterrupted run finishes");
+    // "Kill" after one epoch of stage 0, resume; then stop after one epoch of stage 1, resume.
+    assert!(run("killed", false, Some(1)).is_none());
+    assert!(run("killed", true, Some(1)).is_none());
+    let resumed = run("killed", true, None).expect("the resumed run finishes");
+
+    for stage in [Stage::Standalone, Stage::Supernet] {
+        assert_eq!(
+            steps_csv(&root.join("whole"), stage),
+            steps_csv(&root.join("killed"), stage),
+            "per-step losses and learning rates of {}",
+            stage.name()
+        );
+    }
+    let losses = |name: &str| -> Vec<(String, usize, f32)> {
+        read_epochs(&root.join(name).join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.stage, r.epoch, r.loss))
+            .collect()
+    };
+    assert_eq!(losses("whole"), losses("killed"));
+    assert_eq!(losses("whole").len(), 4);
+
+    let device = Device::flex();
+    let a = load_model(&whole, &device).unwrap();
+    let b = load_model(&resumed, &device).unwrap();
+    device.seed(1);
+    let input = Tensor::<4>::random([1, 3, 128, 128], Distribution::Default, &device);
+    for arch in [SubnetArch::LARGEST, SubnetArch::SMALLEST] {
+        let out_a = a.forward(input.clone(), &arch).unwrap();
+        let out_b = b.forward(input.clone(), &arch).unwrap();
+        for (x, y) in out_a
+            .class
+            .iter()
+            .chain(&out_a.boxes)
+            .zip(out_b.class.iter().chain(&out_b.boxes))
+        {
+            let difference: f32 = (x.clone() - y.clone()).abs().max().into_scalar();
+            assert!(difference <= 1e-6, "outputs differ by {difference}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
