@@ -460,7 +460,11 @@ impl Backbone {
     /// # Shapes
     /// `[batch, 3, h, w] -> [batch, 32, ceil(h/2), ceil(w/2)]`
     pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_act(&self.bn_stem, self.stem.forward(x, 2, 1), true)
+        norm_act(
+            &self.bn_stem,
+            crate::fast::conv_im2col(x, self.stem.weight.val(), 2),
+            true,
+        )
     }
 
     /// The MBConv1 stage (stage index 0).

@@ -270,6 +270,59 @@ pub fn max_pool_same(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
     from_values([batch, channels, out_h, out_w], output, &device)
 }
 
+/// A dense convolution with TF "same" padding as im2col + matrix product, at inference.
+/// Meant for the stem (3 input channels, where Burn's direct convolution is slow); Burn's
+/// op on an autodiff device.
+///
+/// # Shapes
+/// `x`: `[batch, in, h, w]`, `weight`: `[out, in, k, k]` ->
+/// `[batch, out, ceil(h / stride), ceil(w / stride)]`
+pub fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> Tensor<4> {
+    let device = x.device();
+    if device.is_autodiff() {
+        return crate::nn::conv2d_same(x, weight, None, stride, 1);
+    }
+    let [batch, in_channels, height, width] = x.dims();
+    let [out_channels, _, kernel, _] = weight.dims();
+    let (pad_top, _) = crate::nn::same_padding(height, kernel, stride);
+    let (pad_left, _) = crate::nn::same_padding(width, kernel, stride);
+    let out_h = height.div_ceil(stride);
+    let out_w = width.div_ceil(stride);
+    let rows = in_channels * kernel * kernel;
+    let (_, input) = into_values(x);
+    let mut columns = vec![0f32; batch * rows * out_h * out_w];
+    for (block, image_columns) in columns.chunks_exact_mut(rows * out_h * out_w).enumerate() {
+        for (row, column_row) in image_columns.chunks_exact_mut(out_h * out_w).enumerate() {
+            let channel = row / (kernel * kernel);
+            let ky = (row / kernel) % kernel;
+            let kx = row % kernel;
+            let plane =
+                &input[(block * in_channels + channel) * height * width..][..height * width];
+            for (oy, out_row) in column_row.chunks_exact_mut(out_w).enumerate() {
+                let iy = (oy * stride + ky) as isize - pad_top as isize;
+                if iy < 0 || iy >= height as isize {
+                    continue;
+                }
+                let in_row = &plane[iy as usize * width..(iy as usize + 1) * width];
+                for (ox, value) in out_row.iter_mut().enumerate() {
+                    let ix = (ox * stride + kx) as isize - pad_left as isize;
+                    if ix >= 0 && ix < width as isize {
+                        *value = in_row[ix as usize];
+                    }
+                }
+            }
+        }
+    }
+    let columns: Tensor<3> = Tensor::from_data(
+        TensorData::new(columns, [batch, rows, out_h * out_w]),
+        &device,
+    );
+    let matrix = weight.reshape([1, out_channels, rows]);
+    matrix
+        .matmul(columns)
+        .reshape([batch, out_channels, out_h, out_w])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +395,28 @@ mod tests {
             assert_eq!(ours.dims(), expected.dims());
             let error: f32 = (ours - expected).abs().max().into_scalar();
             assert_eq!(error, 0.0, "size {size}");
+        }
+    }
+
+    #[test]
+    fn should_match_burn_dense_conv_as_im2col() {
+        let device = burn::tensor::Device::flex();
+        for (size, stride) in [(16, 2), (15, 2), (9, 1)] {
+            let x = Tensor::<4>::random(
+                [2, 3, size, size + 2],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let weight = Tensor::<4>::random(
+                [8, 3, 3, 3],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let expected = crate::nn::conv2d_same(x.clone(), weight.clone(), None, stride, 1);
+            let ours = conv_im2col(x, weight, stride);
+            assert_eq!(ours.dims(), expected.dims());
+            let error: f32 = (ours - expected).abs().max().into_scalar();
+            assert!(error < 1e-4, "size {size} stride {stride}: {error}");
         }
     }
 
