@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor};
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
 use crate::error::{Result, SupernetError};
-use crate::fast::{depthwise_norm_act, norm_act};
+use crate::fast::{depthwise_norm_act, norm_act, pointwise_norm_act};
 use crate::nn::{ConvWeight, batch_norm, conv2d_same, load_batch_norm, swish};
 use crate::weights::WeightMap;
 
@@ -77,23 +77,6 @@ fn squeeze_excite_gate(
     sigmoid(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
 }
 
-/// The 1x1 projection of `x * gate`. At inference with batch 1 the gate scales the
-/// projection's input columns instead of the activation (`W (x * g) = (W * g) x`), which
-/// saves a full pass over the widest tensor of the block.
-///
-/// # Shapes
-/// `x`: `[batch, channels, h, w]`, `gate`: `[batch, channels, 1, 1]`,
-/// `weight`: `[out, channels, 1, 1]` -> `[batch, out, h, w]`.
-fn project_gated(x: Tensor<4>, gate: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
-    let [batch, channels, _, _] = x.dims();
-    if batch == 1 && !x.device().is_autodiff() {
-        let scaled = weight * gate.reshape([1, channels, 1, 1]);
-        conv2d_same(x, scaled, None, 1, 1)
-    } else {
-        conv2d_same(x * gate, weight, None, 1, 1)
-    }
-}
-
 fn se_channels(in_channels: usize) -> usize {
     ((in_channels as f64) * SE_RATIO).round().max(1.0) as usize
 }
@@ -140,8 +123,8 @@ impl DepthwiseSeparable {
         let shortcut = self.residual.then(|| x.clone());
         let y = depthwise_norm_act(x, self.depthwise.weight.val(), 1, &self.bn_depthwise, true);
         let gate = squeeze_excite_gate(&y, &self.se_reduce, &self.se_expand, channels);
-        let y = project_gated(y, gate, self.pointwise.weight.val());
-        let y = norm_act(&self.bn_pointwise, y, false);
+        let weight = self.pointwise.weight.val();
+        let y = pointwise_norm_act(y, weight, Some(gate), &self.bn_pointwise, false);
         match shortcut {
             Some(shortcut) => y + shortcut,
             None => y,
@@ -263,19 +246,13 @@ impl ElasticMbConv {
         let index = self.ratio_index(ratio);
         let channels = self.in_channels * ratio;
         let shortcut = self.residual.then(|| x.clone());
-        let y = conv2d_same(
-            x,
-            narrow_out(self.expand.weight.val(), channels),
-            None,
-            1,
-            1,
-        );
-        let y = norm_act(&self.bn_expand[index], y, true);
+        let expand = narrow_out(self.expand.weight.val(), channels);
+        let y = pointwise_norm_act(x, expand, None, &self.bn_expand[index], true);
         let depthwise = narrow_out(self.depthwise.weight.val(), channels);
         let y = depthwise_norm_act(y, depthwise, self.stride, &self.bn_depthwise[index], true);
         let gate = squeeze_excite_gate(&y, &self.se_reduce, &self.se_expand, channels);
-        let y = project_gated(y, gate, narrow_in(self.project.weight.val(), channels));
-        let y = norm_act(&self.bn_project[index], y, false);
+        let project = narrow_in(self.project.weight.val(), channels);
+        let y = pointwise_norm_act(y, project, Some(gate), &self.bn_project[index], false);
         match shortcut {
             Some(shortcut) => y + shortcut,
             None => y,

@@ -323,6 +323,49 @@ pub fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> Tensor<4> 
         .reshape([batch, out_channels, out_h, out_w])
 }
 
+/// A 1x1 convolution followed by batch norm and (optionally) swish, with an optional
+/// squeeze-excite `gate` on its input. At inference the norm is folded into the weights and
+/// a bias (`W' = W * scale`, `b' = shift`) and, at batch 1, the gate into the weights' input
+/// columns (`W (x * g) = (W * g) x`), so the only pass over the activation after the matrix
+/// product is the swish. On an autodiff device: Burn's ops, unfolded.
+///
+/// # Shapes
+/// `x`: `[batch, in, h, w]`, `weight`: `[out, in, 1, 1]`, `gate`: `[batch, in, 1, 1]` ->
+/// `[batch, out, h, w]`
+pub fn pointwise_norm_act(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    gate: Option<Tensor<4>>,
+    bn: &BatchNorm,
+    activate: bool,
+) -> Tensor<4> {
+    let device = x.device();
+    let [batch, channels, _, _] = x.dims();
+    if device.is_autodiff() {
+        let x = match gate {
+            Some(gate) => x * gate,
+            None => x,
+        };
+        return norm_act(bn, crate::nn::conv2d_same(x, weight, None, 1, 1), activate);
+    }
+    let [out_channels, _, _, _] = weight.dims();
+    let (scale, shift) = batch_norm_affine(bn);
+    let scale: Tensor<4> =
+        Tensor::from_data(TensorData::new(scale, [out_channels, 1, 1, 1]), &device);
+    let shift: Tensor<1> = Tensor::from_data(TensorData::new(shift, [out_channels]), &device);
+    let mut weight = weight * scale;
+    let x = match gate {
+        Some(gate) if batch == 1 => {
+            weight = weight * gate.reshape([1, channels, 1, 1]);
+            x
+        }
+        Some(gate) => x * gate,
+        None => x,
+    };
+    let y = crate::nn::conv2d_same(x, weight, Some(shift), 1, 1);
+    if activate { swish(y) } else { y }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
