@@ -167,29 +167,32 @@ pub fn depthwise_norm_act(
         let (s, b) = (scale[channel], shift[channel]);
         // The plane with its zero padding; for stride 2 split into even and odd columns so
         // every tap reads a contiguous run.
-        let mut padded = vec![0f32; padded_h * padded_w];
-        for (row, source) in input_plane.chunks_exact(width).enumerate() {
-            let start = (row + pad_top) * padded_w + pad_left;
-            padded[start..start + width].copy_from_slice(source);
-        }
-        let (columns, even_w, odd_w) = if stride == 2 {
+        let (padded, columns, even_w, odd_w) = if stride == 1 {
+            let mut padded = vec![0f32; padded_h * padded_w];
+            for (row, source) in input_plane.chunks_exact(width).enumerate() {
+                let start = (row + pad_top) * padded_w + pad_left;
+                padded[start..start + width].copy_from_slice(source);
+            }
+            (padded, Vec::new(), 0, 0)
+        } else {
+            // Even and odd padded columns of every padded row, written straight from the
+            // input (the zero padding is the buffer's initial value).
             let even_w = padded_w.div_ceil(2);
             let odd_w = padded_w / 2;
             let mut split = vec![0f32; padded_h * (even_w + odd_w)];
-            for (row, source) in padded.chunks_exact(padded_w).enumerate() {
-                let (even, odd) = split[row * (even_w + odd_w)..(row + 1) * (even_w + odd_w)]
-                    .split_at_mut(even_w);
+            for (row, source) in input_plane.chunks_exact(width).enumerate() {
+                let base = (row + pad_top) * (even_w + odd_w);
+                let (even, odd) = split[base..base + even_w + odd_w].split_at_mut(even_w);
                 for (i, value) in source.iter().enumerate() {
-                    if i % 2 == 0 {
-                        even[i / 2] = *value;
+                    let column = i + pad_left;
+                    if column % 2 == 0 {
+                        even[column / 2] = *value;
                     } else {
-                        odd[i / 2] = *value;
+                        odd[column / 2] = *value;
                     }
                 }
             }
-            (split, even_w, odd_w)
-        } else {
-            (Vec::new(), 0, 0)
+            (Vec::new(), split, even_w, odd_w)
         };
         for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
             for ky in 0..kernel {
