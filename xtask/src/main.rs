@@ -7,6 +7,7 @@ mod coco_eval;
 mod dataset;
 pub mod device;
 mod import;
+mod infer;
 mod info;
 mod parity;
 
@@ -26,6 +27,8 @@ enum Command {
     Train,
     /// Evaluate a training run on the test sequences.
     Eval,
+    /// Run the streaming ANT detector over a directory of frames (JSON lines, drawings).
+    Infer(infer::InferArgs),
     /// Parameters and GMAC of the detector and its backbone, for any subnet.
     Info(info::InfoArgs),
     /// Compare our detector with effdet's reference outputs.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train | Command::Eval => {
             anyhow::bail!("not yet: training and evaluation land with their issues")
         }
+        Command::Infer(args) => infer::run(args),
         Command::Info(args) => info::run(args),
         Command::Parity(args) => parity::run(args),
         Command::Import(args) => import::run(args),
