@@ -1,5 +1,6 @@
 //! Runs D0's forward in a loop for profilers (`perf record`), printing per-stage times.
-//! Usage: `cargo run --release -p ant-benches --example profile_d0 -- [iterations] [ratio]`
+//! Usage: `cargo run --release -p ant-benches --example profile_d0 -- [iterations] [ratio] [device]`
+//! where device is `flex` (default) or `ndarray` (needs `--features ndarray`).
 
 use std::time::Instant;
 
@@ -11,7 +12,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let iterations: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let ratio: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(6);
-    let device = Device::flex();
+    let device = match args.next().as_deref() {
+        None | Some("flex") => Device::flex(),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)] // Measured on purpose: the design card names this backend.
+        Some("ndarray") => Device::ndarray(),
+        Some(other) => panic!("unknown device {other:?} (ndarray needs --features ndarray)"),
+    };
     let model = EfficientDet::init(&EfficientDetConfig::d0(4), &device);
     let arch = SubnetArch::uniform(ratio).expect("ratio in 1..=6");
     let input = random_input(512, &device);
