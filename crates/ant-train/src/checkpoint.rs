@@ -55,16 +55,29 @@ pub fn save_checkpoint(
     optim: &ModuleOptimizer,
     state: &TrainState,
 ) -> Result<PathBuf> {
+    // `valid()` first: Burn's batch-norm `RunningState` keeps the latest statistics update
+    // pending per thread and only `valid()`/`train()` merge it; saving the module directly
+    // would store statistics one update behind (and a resumed run would diverge).
+    save_checkpoint_with(stage_dir, optim, state, |dir| {
+        Ok(model.valid().save(&dir.join("model.bpk"))?)
+    })
+}
+
+/// [`save_checkpoint`] with the model files written by `write_models` into the checkpoint's
+/// (temporary) directory.
+pub fn save_checkpoint_with(
+    stage_dir: &Path,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+    write_models: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let final_dir = stage_dir.join(epoch_dir_name(state.epochs_done));
     let tmp_dir = stage_dir.join(format!("{}.tmp", epoch_dir_name(state.epochs_done)));
     if tmp_dir.exists() {
         std::fs::remove_dir_all(&tmp_dir).map_err(|source| TrainError::io(&tmp_dir, source))?;
     }
     std::fs::create_dir_all(&tmp_dir).map_err(|source| TrainError::io(&tmp_dir, source))?;
-    // `valid()` first: Burn's batch-norm `RunningState` keeps the latest statistics update
-    // pending per thread and only `valid()`/`train()` merge it; saving the module directly
-    // would store statistics one update behind (and a resumed run would diverge).
-    model.valid().save(&tmp_dir.join("model.bpk"))?;
+    write_models(&tmp_dir)?;
     let optim_path = tmp_dir.join("optim.bpk");
     optim
         .save(&optim_path)

@@ -109,6 +109,37 @@ pub struct SupernetSettings {
     pub distill_weight: f32,
 }
 
+/// The joint stage (ANT, Sec. 3.3): fusion modules and gates on clips with a fixed key-frame
+/// schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JointSettings {
+    /// Optimiser and schedule (the paper: lr 0.002, 8 epochs). Epochs count clips.
+    #[serde(flatten)]
+    pub stage: StageSettings,
+    /// Frames per clip: one key frame then `clip_len - 1` non-key frames (3: the paper's fixed
+    /// 1-in-3 schedule).
+    pub clip_len: usize,
+    /// Gumbel-softmax temperature at the first step, annealed exponentially to
+    /// `temperature_end` at the last.
+    pub temperature_start: f32,
+    /// Temperature at the last step.
+    pub temperature_end: f32,
+    /// Weight of the feature distillation (fused stage features toward the full network's
+    /// "golden" features of the same non-key frame, mean squared error summed over stages).
+    pub distill_weight: f32,
+    /// Weight of the compute term `((E[GMAC] - target) / target)^2` on the gates' expected
+    /// cost (our choice: the paper names no such term, yet without one nothing pushes the
+    /// gates toward small widths).
+    pub compute_weight: f32,
+    /// The target, as a fraction of the full network's GMAC per frame.
+    pub target_gmac_fraction: f64,
+    /// Hidden units of each gate.
+    pub gate_hidden: usize,
+    /// Train the non-temporal dynamic baseline instead: gates on the current frame only, no
+    /// fusion, no key frames.
+    pub non_temporal: bool,
+}
+
 /// The focal and Huber loss hyper-parameters (effdet's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossSettings {
@@ -163,6 +194,8 @@ pub struct TrainConfig {
     pub standalone: StageSettings,
     /// Stage 1: the supernet.
     pub supernet: SupernetSettings,
+    /// Stage 2: fusion modules and gates (joint).
+    pub joint: JointSettings,
     /// Evaluation.
     pub eval: EvalSettings,
 }
@@ -244,6 +277,7 @@ impl TrainConfig {
         for (name, stage) in [
             ("standalone", &self.standalone),
             ("supernet", &self.supernet.stage),
+            ("joint", &self.joint.stage),
         ] {
             if stage.batch_size == 0 {
                 return invalid(format!("{name}.batch_size must be at least 1"));
@@ -254,6 +288,15 @@ impl TrainConfig {
             if stage.max_steps_per_epoch == Some(0) {
                 return invalid(format!("{name}.max_steps_per_epoch must be at least 1"));
             }
+        }
+        if self.joint.clip_len < 2 {
+            return invalid("joint.clip_len must be at least 2 (a key and a non-key frame)".into());
+        }
+        if !(self.joint.temperature_start > 0.0 && self.joint.temperature_end > 0.0) {
+            return invalid("joint temperatures must be positive".to_string());
+        }
+        if !(self.joint.target_gmac_fraction > 0.0) {
+            return invalid("joint.target_gmac_fraction must be positive".to_string());
         }
         if self.eval.batch_size == 0 {
             return invalid("eval.batch_size must be at least 1".to_string());

@@ -73,6 +73,9 @@ pub enum TrainError {
     /// The model failed (invalid subnet, checkpoint read/write).
     #[error(transparent)]
     Supernet(#[from] ant_supernet::SupernetError),
+    /// The temporal modules failed (shapes, checkpoint).
+    #[error(transparent)]
+    Temporal(#[from] ant_temporal::TemporalError),
     /// The dataset failed (missing frame, malformed annotation).
     #[error(transparent)]
     Detrac(#[from] ant_detrac::DetracError),

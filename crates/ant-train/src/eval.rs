@@ -12,13 +12,16 @@ use std::time::Instant;
 use ant_detrac::coco::CocoGroundTruth;
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::transform::boxes_to_frame;
-use ant_detrac::{DetracBatcher, FrameDataset, InputTransform, LoadedSequence, to_coco};
+use ant_detrac::{
+    DetracBatcher, FrameDataset, InputTransform, LoadedSequence, load_frame, to_coco,
+};
 use ant_metrics::{
     CocoDataset, Detection, EvalParams, IgnorePolicy, IgnoreRegions, evaluate_detrac,
 };
 use ant_supernet::{EfficientDet, SubnetArch};
+use ant_temporal::{AntDetector, AntTemporal, Mode};
 use burn::data::dataloader::batcher::Batcher;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -124,6 +127,77 @@ impl EvalReport {
             key_rate: 1.0,
         }
     }
+}
+
+/// Evaluates the streaming detector of `ant-temporal` in `mode` (fresh state per sequence)
+/// over every frame of `sequences` in order; AP on the annotated frames kept by
+/// `frame_step`. Returns the report and the fraction of key frames.
+pub fn evaluate_stream(
+    model: &EfficientDet,
+    temporal: Option<&AntTemporal>,
+    mode: Mode,
+    sequences: &[LoadedSequence],
+    root: &Path,
+    frame_step: usize,
+    device: &Device,
+) -> Result<(EvalReport, f64)> {
+    let ground_truth = EvalGroundTruth::new(sequences, root, frame_step)?;
+    let size = model.config.image_size as u32;
+    let transform = InputTransform::new(size, size);
+    let mut detections = Vec::new();
+    let (mut frames, mut keys, mut gmac, mut milliseconds) = (0usize, 0usize, 0f64, 0f64);
+    for sequence in sequences {
+        let mut detector = AntDetector::new(model.clone(), temporal.cloned(), mode)?;
+        for frame in sequence.video_frames()? {
+            let sample = load_frame(&frame, &transform)?;
+            let image = Tensor::<4>::from_data(
+                TensorData::new(sample.image, [1, 3, size as usize, size as usize]),
+                device,
+            );
+            let result = detector.process(image)?;
+            frames += 1;
+            keys += usize::from(result.key);
+            gmac += result.gmac;
+            milliseconds += result.latency_ms;
+            let Some(&image_id) = ground_truth
+                .image_ids
+                .get(&(frame.sequence.to_string(), frame.frame))
+            else {
+                continue;
+            };
+            for item in result.detections.items {
+                let frame_box = boxes_to_frame(&sample.targets.letterbox, &[item.bbox])[0];
+                if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
+                    continue;
+                }
+                detections.push(Detection::from_xyxy(
+                    image_id,
+                    item.class as u64 + 1,
+                    frame_box,
+                    item.score,
+                ));
+            }
+        }
+    }
+    let result = evaluate_detrac(
+        &ground_truth.dataset,
+        &detections,
+        &ground_truth.regions,
+        IgnorePolicy::DropHalfInside,
+        &EvalParams::default(),
+    )?;
+    let frames_f = frames.max(1) as f64;
+    Ok((
+        EvalReport {
+            ap: result.stats[0].max(0.0),
+            ap50: result.stats[1].max(0.0),
+            ap75: result.stats[2].max(0.0),
+            gmac: gmac / frames_f,
+            ms_per_frame: milliseconds / frames_f,
+            frames,
+        },
+        keys as f64 / frames_f,
+    ))
 }
 
 /// Evaluates subnet `arch` of `model` (on a plain, non-autodiff device) on every

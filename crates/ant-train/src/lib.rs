@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: the experiment file (`configs/*.json`) with `key=value` overrides.
 //! - [`schedule`]: warm-up + step decay, a function of the step.
+//! - [`joint`]: stage 2, fusion modules and gates on clips (Gumbel gates, compute term).
 //! - [`trainer`]: the stage loops; [`checkpoint`]: atomic checkpoints; [`metrics`]: logs.
 //! - [`norms`]: batch-norm recalibration of a subnet before evaluation.
 //! - [`eval`]: AP/AP50/GMAC/ms of a subnet on a split, the summary JSON.
@@ -19,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod joint;
 pub mod metrics;
 pub mod norms;
 pub mod pipeline;

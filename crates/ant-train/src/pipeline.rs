@@ -1,13 +1,13 @@
 //! The main job: prepare the data (generate the synthetic UA-DETRAC-format set when it is
-//! missing), train stage 0 then stage 1, evaluate on the test split and write `summary.json`
+//! missing), train stages 0, 1 and 2, evaluate on the test split and write `summary.json`
 //! (the format `cargo xtask eval --json` prints) into the run directory.
 
 use std::path::PathBuf;
 
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
-    DetracBatcher, FrameDataset, InputTransform, ReleaseLayout, Split, SynthConfig, load_split,
-    write_dataset,
+    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
+    Split, SynthConfig, load_split, write_dataset,
 };
 use ant_supernet::SubnetArch;
 use serde::{Deserialize, Serialize};
@@ -15,11 +15,14 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::write_atomic;
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
+use crate::eval::evaluate_stream;
 use crate::eval::{EvalReport, Summary, evaluate};
+use crate::joint::{JOINT_STAGE, calibration_clips, recalibrate_joint, train_joint};
 use crate::norms::recalibrate_norms;
 use crate::trainer::{
     ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
 };
+use ant_temporal::Mode;
 
 /// What the main job produced.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -156,7 +159,78 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         ] {
             evaluate_into(name, &outcome.model, &arch, &mut summary)?;
         }
+        // Stage 2 starts from the supernet with statistics recalibrated for the full network
+        // (the key-frame path), not from the slowly updated running statistics.
+        let recalibrated = recalibrate_norms(&outcome.model, &SubnetArch::LARGEST, &calibration)?;
+        let path = options
+            .run_dir
+            .join(Stage::Supernet.name())
+            .join("recalibrated.bpk");
+        recalibrated.save(&path)?;
+        previous = Some(path);
         seconds.push(("eval-supernet".into(), started.elapsed().as_secs_f64()));
+    }
+    if config.joint.stage.enabled {
+        let init = previous.ok_or_else(|| TrainError::InvalidConfig {
+            reason: "the joint stage starts from stage 1: enable supernet (or standalone)".into(),
+        })?;
+        let started = std::time::Instant::now();
+        let joint = &config.joint;
+        let clips = ClipDataset::new(
+            &train_sequences,
+            ClipDatasetConfig {
+                clip_len: joint.clip_len,
+                frame_gap: 1,
+                clip_step: joint.clip_len as u32,
+                flip_probability: config.data.flip_probability,
+                seed: config.seed,
+            },
+        )?;
+        let outcome = train_joint(config, &init, &clips, &data.batcher, options)?;
+        seconds.push((JOINT_STAGE.into(), started.elapsed().as_secs_f64()));
+        let started = std::time::Instant::now();
+        let calibration_pairs = calibration_clips(
+            &clips,
+            &data.batcher,
+            config.eval.recalibration_batches,
+            joint.stage.batch_size.max(2),
+            config.seed,
+            &options.device,
+        )?;
+        let model = if config.eval.recalibration_batches > 0 {
+            recalibrate_joint(&outcome.model, &calibration_pairs, joint.non_temporal)?
+        } else {
+            outcome.model
+        };
+        let (name, mode) = if joint.non_temporal {
+            ("dynamic-non-temporal".to_string(), Mode::non_temporal())
+        } else {
+            (
+                format!("ant-fixed{}", joint.clip_len),
+                Mode::fixed_interval(joint.clip_len),
+            )
+        };
+        let (report, key_rate) = evaluate_stream(
+            &model.detector,
+            Some(&model.temporal),
+            mode,
+            &test_sequences,
+            &config.data.root,
+            config.data.test_frame_step,
+            &options.device,
+        )?;
+        tracing::info!(
+            name,
+            ap = report.ap,
+            ap50 = report.ap50,
+            gmac = report.gmac,
+            key_rate,
+            "evaluated"
+        );
+        let mut method = report.method(name);
+        method.key_rate = key_rate;
+        summary.methods.push(method);
+        seconds.push(("eval-joint".into(), started.elapsed().as_secs_f64()));
     }
     let text = serde_json::to_string_pretty(&summary).expect("a summary always serialises");
     write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;

@@ -1,0 +1,447 @@
+//! Stage 2, joint training of ANT (Sec. 3.3): the supernet of stage 1 plus fusion modules and
+//! dynamic gates (`ant-temporal`) at random initialisation, trained on clips with a fixed
+//! key-frame schedule (a key frame, then `clip_len - 1` non-key frames: 1 in 3 by default).
+//!
+//! Per clip batch: the key frames run the full network; each non-key frame runs the gated
+//! subnet, its stage features fused with the key frame's, the gates sampling widths with the
+//! straight-through Gumbel-softmax at an exponentially annealed temperature. The loss of each
+//! non-key frame is
+//! - the detection loss (focal + Huber, no loss in ignored regions) of the fused pyramid;
+//! - feature distillation: the mean squared error between each fused stage feature and the
+//!   "golden" feature of the full network on the same frame (detached), summed over stages;
+//! - a compute term `((E[GMAC] - target) / target)^2` on the gates' expected cost. The paper
+//!   states none, but without one nothing pushes the gates to small widths (the detection and
+//!   distillation losses both prefer the widest subnet); the target is a configurable
+//!   fraction of the full network's GMAC.
+//!
+//! The stem is frozen (no gradient). `non_temporal` trains the dynamic baseline instead: gates
+//! on the current frame's own features, no fusion, no key frame.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ant_detrac::{ClipDataset, ClipRef, DetracBatcher};
+use ant_supernet::{
+    AnchorTargets, Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss, label_anchors,
+};
+use ant_temporal::{AntTemporal, AntTemporalConfig, GateSampling, forward_non_key, temporal_path};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+use crate::checkpoint::{
+    TrainState, latest_checkpoint, load_optimizer, load_state, save_checkpoint_with,
+};
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
+use crate::schedule::LrSchedule;
+use crate::trainer::{RunOptions, epoch_order, optimizer, steps_per_epoch};
+
+/// The stage directory name.
+pub const JOINT_STAGE: &str = "stage2-joint";
+
+/// The detector and its temporal modules, optimised together.
+#[derive(Module, Debug)]
+pub struct JointModel {
+    /// The supernet detector.
+    pub detector: EfficientDet,
+    /// Fusion modules and gates.
+    pub temporal: AntTemporal,
+}
+
+impl JointModel {
+    /// Freezes the stem (its convolution and batch norm get no gradient).
+    pub fn freeze_stem(mut self) -> Self {
+        self.detector.backbone.stem = self.detector.backbone.stem.no_grad();
+        self.detector.backbone.bn_stem = self.detector.backbone.bn_stem.no_grad();
+        self
+    }
+}
+
+/// The trained joint model.
+#[derive(Debug)]
+pub struct JointOutcome {
+    /// Detector and temporal modules on the plain device.
+    pub model: JointModel,
+    /// The newest checkpoint directory (`model.bpk` + `model.temporal.bpk`).
+    pub checkpoint: std::path::PathBuf,
+    /// The epochs trained by this invocation.
+    pub epochs: Vec<EpochRecord>,
+    /// Whether every configured epoch is done.
+    pub finished: bool,
+}
+
+/// The Gumbel temperature of step `step` of `total`: exponential from `start` to `end`.
+pub fn temperature_at(start: f32, end: f32, step: usize, total: usize) -> f32 {
+    let progress = if total <= 1 {
+        1.0
+    } else {
+        step as f32 / (total - 1) as f32
+    };
+    start * (end / start).powf(progress.min(1.0))
+}
+
+fn save_joint(dir: &Path, model: &JointModel) -> Result<()> {
+    let valid = model.valid();
+    let model_path = dir.join("model.bpk");
+    valid.detector.save(&model_path)?;
+    valid.temporal.save(&temporal_path(&model_path))?;
+    Ok(())
+}
+
+/// Loads a joint checkpoint directory onto `device`.
+pub fn load_joint(checkpoint: &Path, device: &burn::tensor::Device) -> Result<JointModel> {
+    let model_path = checkpoint.join("model.bpk");
+    let detector = EfficientDet::load(&model_path, device)?;
+    let temporal = AntTemporal::load(
+        &temporal_path(&model_path),
+        &detector.config.backbone,
+        device,
+    )?;
+    Ok(JointModel { detector, temporal })
+}
+
+/// Trains stage 2 from the detector checkpoint `init` (resuming when asked and possible).
+pub fn train_joint(
+    config: &TrainConfig,
+    init: &Path,
+    clips: &ClipDataset,
+    batcher: &DetracBatcher,
+    options: &RunOptions,
+) -> Result<JointOutcome> {
+    let settings = &config.joint;
+    let stage = &settings.stage;
+    let stage_dir = options.run_dir.join(JOINT_STAGE);
+    let device = options.device.clone().autodiff();
+    let steps = steps_per_epoch(clips.len(), stage);
+    let total_steps = steps * stage.epochs;
+    let schedule = LrSchedule::for_stage(stage, steps);
+    let mut optim = optimizer(stage);
+    let resume_from = if options.resume {
+        latest_checkpoint(&stage_dir)?
+    } else {
+        None
+    };
+    let (model, mut state) = match &resume_from {
+        Some(checkpoint) => {
+            let state = load_state(checkpoint)?;
+            if state.stage != JOINT_STAGE || state.seed != config.seed {
+                return Err(TrainError::ResumeMismatch {
+                    path: checkpoint.clone(),
+                    reason: format!("checkpoint of stage {} seed {}", state.stage, state.seed),
+                });
+            }
+            optim = load_optimizer(checkpoint, optim)?;
+            (load_joint(checkpoint, &device)?, state)
+        }
+        None => {
+            let detector = EfficientDet::load(init, &device)?;
+            device.seed(config.seed ^ 2);
+            let temporal = AntTemporalConfig::new()
+                .with_gate_hidden(settings.gate_hidden)
+                .init(&detector.config.backbone, &device);
+            let state = TrainState {
+                stage: JOINT_STAGE.to_string(),
+                epochs_done: 0,
+                global_step: 0,
+                seed: config.seed,
+                last_loss: f32::NAN,
+            };
+            (JointModel { detector, temporal }, state)
+        }
+    };
+    let mut model = model.freeze_stem();
+    let full_gmac = model.detector.cost(&SubnetArch::LARGEST).total.macs as f64 / 1e9;
+    let target_gmac = (settings.target_gmac_fraction * full_gmac) as f32;
+    let mut log = MetricsLog::open(&options.run_dir, JOINT_STAGE, state.global_step)?;
+    let anchors = Anchors::new(&model.detector.config);
+    let loss_config: LossConfig = config.loss.into();
+    let num_classes = config.model.num_classes;
+    let mut checkpoint = resume_from.clone();
+    let mut epochs = Vec::new();
+    let first_epoch = state.epochs_done;
+    let last_epoch = options
+        .stop_after_epochs
+        .map_or(stage.epochs, |n| stage.epochs.min(first_epoch + n));
+    tracing::info!(
+        clips = clips.len(),
+        steps_per_epoch = steps,
+        target_gmac,
+        full_gmac,
+        non_temporal = settings.non_temporal,
+        "joint training"
+    );
+    for epoch in first_epoch..last_epoch {
+        clips.set_epoch(epoch as u64);
+        let order = epoch_order(
+            clips.len(),
+            config.seed ^ 0x2,
+            crate::trainer::Stage::Supernet,
+            epoch,
+        );
+        let started = Instant::now();
+        let (mut loss_sum, mut detection_sum, mut distill_sum) = (0f64, 0f64, 0f64);
+        let mut gmac_sum = 0f64;
+        for batch_index in 0..steps {
+            let step = state.global_step;
+            let items: Vec<ClipRef> = (0..stage.batch_size)
+                .map(|offset| order[(batch_index * stage.batch_size + offset) % order.len()])
+                .map(|index| clips.get(index).expect("clip datasets never fail get"))
+                .collect();
+            let batch = batcher.batch(items, &device)?;
+            let temperature = temperature_at(
+                settings.temperature_start,
+                settings.temperature_end,
+                step,
+                total_steps,
+            );
+            let key_features = if settings.non_temporal {
+                None
+            } else {
+                Some(
+                    model
+                        .detector
+                        .forward_backbone(batch.steps[0].images.clone(), &SubnetArch::LARGEST)?,
+                )
+            };
+            let mut total: Option<Tensor<1>> = None;
+            let (mut detection_value, mut distill_value, mut gmac_value) = (0f32, 0f32, 0f32);
+            for frame in &batch.steps[1..] {
+                let targets: Vec<AnchorTargets> = frame
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        label_anchors(
+                            &anchors,
+                            &t.boxes,
+                            &t.classes,
+                            &t.ignored_regions,
+                            &loss_config,
+                        )
+                    })
+                    .collect();
+                let output = forward_non_key(
+                    &model.detector,
+                    &model.temporal,
+                    key_features.as_ref(),
+                    frame.images.clone(),
+                    GateSampling::Gumbel {
+                        temperature,
+                        hard: true,
+                    },
+                )?;
+                let golden = model
+                    .detector
+                    .forward_backbone(frame.images.clone(), &SubnetArch::LARGEST)?;
+                let mut distill: Option<Tensor<1>> = None;
+                for (fused, target) in output.fused_stages.iter().zip(&golden.stages) {
+                    let term = (fused.clone() - target.clone().detach())
+                        .powf_scalar(2.0)
+                        .mean();
+                    distill = Some(match distill {
+                        Some(sum) => sum + term,
+                        None => term,
+                    });
+                }
+                let distill = distill.expect("seven stages");
+                let detection = detection_loss(
+                    &output.outputs,
+                    &targets,
+                    num_classes,
+                    &loss_config,
+                    &device,
+                )
+                .total;
+                let expected = output.expected_gmac.mean();
+                let compute = (expected
+                    .clone()
+                    .sub_scalar(target_gmac)
+                    .div_scalar(target_gmac))
+                .powf_scalar(2.0);
+                detection_value += detection.clone().into_scalar::<f32>();
+                distill_value += distill.clone().into_scalar::<f32>();
+                gmac_value += expected.into_scalar::<f32>();
+                let frame_loss = detection
+                    + distill.mul_scalar(settings.distill_weight)
+                    + compute.mul_scalar(settings.compute_weight);
+                total = Some(match total {
+                    Some(sum) => sum + frame_loss,
+                    None => frame_loss,
+                });
+            }
+            let total = total.expect("clips have non-key frames");
+            let value: f32 = total.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    stage: JOINT_STAGE.to_string(),
+                    epoch,
+                    step,
+                    value,
+                    last_good: checkpoint
+                        .as_ref()
+                        .map_or("none".to_string(), |p| p.display().to_string()),
+                });
+            }
+            let lr = schedule.lr_at(step);
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.global_step += 1;
+            let non_key = (batch.steps.len() - 1) as f32;
+            loss_sum += f64::from(value);
+            detection_sum += f64::from(detection_value);
+            distill_sum += f64::from(distill_value);
+            gmac_sum += f64::from(gmac_value / non_key);
+            log.step(&StepRecord {
+                stage: JOINT_STAGE.to_string(),
+                epoch,
+                step,
+                loss: value,
+                detection: detection_value,
+                distill: distill_value,
+                lr,
+            })?;
+            if options.progress {
+                let images = (batch_index + 1) * stage.batch_size * batch.steps.len();
+                eprint!(
+                    "\r[{JOINT_STAGE}] epoch {}/{} step {}/{} loss {:.4} E[GMAC] {:.3}/{:.3} \
+                     tau {:.2} lr {:.5} {:.2} img/s   ",
+                    epoch + 1,
+                    stage.epochs,
+                    batch_index + 1,
+                    steps,
+                    value,
+                    gmac_value / non_key,
+                    target_gmac,
+                    temperature,
+                    lr,
+                    images as f64 / started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if options.progress {
+            eprintln!();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            stage: JOINT_STAGE.to_string(),
+            epoch,
+            global_step: state.global_step,
+            loss: (loss_sum / steps as f64) as f32,
+            detection: (detection_sum / steps as f64) as f32,
+            distill: (distill_sum / steps as f64) as f32,
+            lr: schedule.lr_at(state.global_step.saturating_sub(1)),
+            images_per_s: (steps * stage.batch_size * settings.clip_len) as f64 / seconds,
+            seconds,
+        };
+        state.epochs_done = epoch + 1;
+        state.last_loss = record.loss;
+        checkpoint = Some(save_checkpoint_with(&stage_dir, &optim, &state, |dir| {
+            save_joint(dir, &model)
+        })?);
+        log.epoch(&record)?;
+        tracing::info!(
+            epoch = epoch + 1,
+            loss = record.loss,
+            mean_expected_gmac = gmac_sum / steps as f64,
+            seconds,
+            "joint epoch done"
+        );
+        epochs.push(record);
+    }
+    let checkpoint = match checkpoint {
+        Some(path) => path,
+        None => save_checkpoint_with(&stage_dir, &optim, &state, |dir| save_joint(dir, &model))?,
+    };
+    Ok(JointOutcome {
+        model: model.valid(),
+        checkpoint,
+        finished: state.epochs_done >= stage.epochs,
+        epochs,
+    })
+}
+
+/// A copy of `model` whose batch-norm statistics (detector and fusion modules) are the
+/// average batch statistics of the streaming computation on `clips` (pairs of key and non-key
+/// plain-device images; gates by argmax), as [`crate::norms::recalibrate_norms`] does for a
+/// single subnet.
+pub fn recalibrate_joint(
+    model: &JointModel,
+    clips: &[(Tensor<4>, Tensor<4>)],
+    non_temporal: bool,
+) -> Result<JointModel> {
+    let mut copy = model.valid().train();
+    let mut momenta = Vec::new();
+    let each = |copy: &mut JointModel, f: &mut dyn FnMut(&mut burn::nn::BatchNorm)| {
+        crate::norms::for_each_norm(&mut copy.detector, &mut *f);
+        for fusion in &mut copy.temporal.fusions {
+            f(&mut fusion.bn_pointwise);
+            f(&mut fusion.bn_depthwise);
+        }
+    };
+    each(&mut copy, &mut |norm| momenta.push(norm.momentum));
+    for (index, (key, non_key)) in clips.iter().enumerate() {
+        let momentum = 1.0 / (index as f64 + 1.0);
+        each(&mut copy, &mut |norm| norm.momentum = momentum);
+        let key = Tensor::from_inner(key.clone());
+        let non_key = Tensor::from_inner(non_key.clone());
+        let _ = ant_temporal::forward_clip(
+            &copy.detector,
+            &copy.temporal,
+            key,
+            non_key,
+            GateSampling::Argmax,
+            non_temporal,
+        )?;
+    }
+    let mut restored = momenta.into_iter();
+    each(&mut copy, &mut |norm| {
+        norm.momentum = restored.next().expect("same norms as before")
+    });
+    Ok(copy.valid())
+}
+
+/// `count` (key, non-key) image pairs of `batch_size` clips (the key frame and the last frame
+/// of each clip), for [`recalibrate_joint`].
+pub fn calibration_clips(
+    clips: &ClipDataset,
+    batcher: &DetracBatcher,
+    count: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<Vec<(Tensor<4>, Tensor<4>)>> {
+    let order = epoch_order(
+        clips.len(),
+        seed ^ 0xca1c,
+        crate::trainer::Stage::Supernet,
+        0,
+    );
+    (0..count)
+        .map(|batch| {
+            let items: Vec<ClipRef> = (0..batch_size)
+                .map(|offset| {
+                    clips.clips()[order[(batch * batch_size + offset) % order.len()]].clone()
+                })
+                .collect();
+            let mut steps = batcher.batch(items, device)?.steps;
+            let last = steps.pop().expect("clips have frames").images;
+            Ok((steps.swap_remove(0).images, last))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_anneal_the_temperature_from_start_to_end() {
+        assert_eq!(temperature_at(5.0, 0.5, 0, 10), 5.0);
+        assert!((temperature_at(5.0, 0.5, 9, 10) - 0.5).abs() < 1e-6);
+        let middle = temperature_at(5.0, 0.5, 4, 9);
+        assert!((middle - 5.0f32.sqrt() * 0.5f32.sqrt()).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,83 @@
+//! The main job end to end on a tiny synthetic set: stages 0, 1 and 2 for a few steps each,
+//! evaluation of the static network, the supernet's extremes and ANT with the fixed 1-in-3
+//! schedule, `summary.json` in the `cargo xtask eval --json` format, and the run files.
+
+use std::path::PathBuf;
+
+use ant_train::{RunOptions, Summary, TrainConfig, run_pipeline};
+use burn::tensor::Device;
+
+#[test]
+fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
+    let root = std::env::temp_dir().join(format!("ant-train-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/default.json"
+    ));
+    let data_root = root.join("synth");
+    let overrides = [
+        format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
+        "data.test_frame_step=4".into(),
+        "model.image_size=128".into(),
+        "standalone.epochs=1".into(),
+        "standalone.max_steps_per_epoch=2".into(),
+        "supernet.epochs=1".into(),
+        "supernet.max_steps_per_epoch=1".into(),
+        "joint.epochs=1".into(),
+        "joint.max_steps_per_epoch=2".into(),
+        "eval.recalibration_batches=1".into(),
+    ];
+    let config = TrainConfig::load(&path, &overrides).unwrap();
+    let run_dir = root.join("run");
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device: Device::flex(),
+        resume: false,
+        progress: false,
+        stop_after_epochs: None,
+    };
+    // The synthetic set is generated because data.root is missing (default: 8 sequences).
+    let outcome = run_pipeline(&config, &options).unwrap();
+    let names: Vec<&str> = outcome
+        .summary
+        .methods
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "static-full",
+            "supernet-largest",
+            "supernet-smallest",
+            "ant-fixed3"
+        ]
+    );
+    for method in &outcome.summary.methods {
+        assert!((0.0..=1.0).contains(&method.ap) && (0.0..=1.0).contains(&method.ap50));
+        assert!(method.gmac > 0.0 && method.ms > 0.0, "{method:?}");
+    }
+    let ant = &outcome.summary.methods[3];
+    assert!(
+        (ant.key_rate - 1.0 / 3.0).abs() < 0.02,
+        "key rate {}",
+        ant.key_rate
+    );
+    assert!(ant.gmac < outcome.summary.methods[0].gmac);
+    let written: Summary =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(written, outcome.summary);
+    let saved = TrainConfig::load_run(&run_dir).unwrap();
+    assert_eq!(saved, config);
+    for file in [
+        "metrics.jsonl",
+        "stage0-standalone/loss.svg",
+        "stage1-supernet/steps.csv",
+        "stage2-joint/epoch-0001/model.temporal.bpk",
+    ] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
