@@ -10,6 +10,7 @@ mod import;
 mod infer;
 mod info;
 mod parity;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train the three stages (standalone, supernet, joint) and evaluate.
-    Train,
+    Train(train::TrainArgs),
     /// Evaluate a training run on the test sequences.
     Eval,
     /// Run the streaming ANT detector over a directory of frames (JSON lines, drawings).
@@ -45,8 +46,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Train | Command::Eval => {
-            anyhow::bail!("not yet: training and evaluation land with their issues")
+        Command::Train(args) => train::run(args),
+        Command::Eval => {
+            anyhow::bail!("not yet: evaluation lands with its issue")
         }
         Command::Infer(args) => infer::run(args),
         Command::Info(args) => info::run(args),

@@ -1,0 +1,156 @@
+//! `cargo xtask train`: the main job. With no arguments it reads `configs/default.json`,
+//! generates the synthetic dataset into `datasets/synth` when it is missing, trains stage 0
+//! (standalone detector) and stage 1 (supernet), evaluates on the synthetic test sequences,
+//! prints a table and writes `summary.json` (the `cargo xtask eval --json` format) into the
+//! run directory `runs/<name>-<UTC timestamp>`.
+//!
+//! The run directory holds `config.json` (the config after overrides), `metrics.jsonl`, one
+//! directory per stage with `steps.csv`, `loss.svg` and the last two epoch checkpoints, and
+//! `summary.json`. `--resume --run-dir DIR` continues a killed run from its newest checkpoints.
+
+use std::path::PathBuf;
+
+use ant_train::{RunOptions, TrainConfig, run_pipeline};
+use anyhow::Context;
+use clap::Args;
+
+use crate::device::DeviceChoice;
+
+/// Flags of `cargo xtask train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Experiment config (JSON); `configs/detrac-paper.json` is the paper's UA-DETRAC recipe.
+    #[arg(long, default_value = "configs/default.json")]
+    pub config: PathBuf,
+    /// Override a config value, e.g. `--set standalone.epochs=2` (repeatable; JSON values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Start stage 0 from an effdet COCO checkpoint (`.pth`); the class head is re-initialised.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Run directory (default: `runs/<config name>-<UTC timestamp>`).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Continue from the newest checkpoints in `--run-dir` (default: the newest run of this
+    /// config's name under `runs/`).
+    #[arg(long)]
+    pub resume: bool,
+    /// Device: `cpu` (Burn's flex backend) or `wgpu` (build with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, without a date library.
+fn utc_timestamp() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The newest `runs/<name>-*` directory.
+fn newest_run(name: &str) -> Option<PathBuf> {
+    let prefix = format!("{name}-");
+    let mut runs: Vec<PathBuf> = std::fs::read_dir("runs")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    runs.sort();
+    runs.pop()
+}
+
+/// Runs `cargo xtask train`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut config = TrainConfig::load(&args.config, &args.overrides)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    if let Some(init) = args.init {
+        config.init = Some(init);
+    }
+    let run_dir = match (args.run_dir, args.resume) {
+        (Some(dir), _) => dir,
+        (None, true) => newest_run(&config.name)
+            .with_context(|| format!("--resume: no runs/{}-* directory to resume", config.name))?,
+        (None, false) => PathBuf::from("runs").join(format!("{}-{}", config.name, utc_timestamp())),
+    };
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device: args.device.device()?,
+        resume: args.resume,
+        progress: !args.quiet,
+        stop_after_epochs: None,
+    };
+    tracing::info!(run_dir = %run_dir.display(), config = %args.config.display(), "train");
+    let started = std::time::Instant::now();
+    let outcome = run_pipeline(&config, &options)
+        .with_context(|| format!("training run {}", run_dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>7} {:>7} {:>11} {:>9}",
+        "method", "AP", "AP50", "GMAC/frame", "ms/frame"
+    );
+    for method in &outcome.summary.methods {
+        println!(
+            "{:<20} {:>7.3} {:>7.3} {:>11.3} {:>9.1}",
+            method.name, method.ap, method.ap50, method.gmac, method.ms
+        );
+    }
+    for (phase, seconds) in &outcome.seconds {
+        println!("time {phase:<20} {seconds:>8.1} s");
+    }
+    println!(
+        "total {:.1} s; run directory {} (summary.json, metrics.jsonl, loss.svg)",
+        started.elapsed().as_secs_f64(),
+        run_dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_format_a_sortable_utc_timestamp() {
+        let stamp = utc_timestamp();
+        assert_eq!(stamp.len(), 15);
+        assert!(stamp.starts_with("20"));
+        assert_eq!(&stamp[8..9], "-");
+    }
+}
