@@ -59,6 +59,10 @@ pub struct DataSettings {
     pub root: PathBuf,
     /// Generate the synthetic dataset into `root` when it is missing.
     pub synthesize_if_missing: bool,
+    /// Sequences of the generated synthetic set (40% of them test sequences).
+    pub synth_sequences: usize,
+    /// Frames per generated sequence.
+    pub synth_frames: u32,
     /// Keep every `train_frame_step`-th annotated training frame.
     pub train_frame_step: usize,
     /// Keep every `test_frame_step`-th annotated test frame for evaluation.
@@ -261,7 +265,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Err(TrainError::InvalidConfig { reason });
         self.model.detector_config()?;
-        if self.model.image_size == 0 || self.model.image_size % 128 != 0 {
+        if self.model.image_size == 0 || !self.model.image_size.is_multiple_of(128) {
             return invalid(format!(
                 "model.image_size {} must be a positive multiple of 128",
                 self.model.image_size
@@ -295,7 +299,7 @@ impl TrainConfig {
         if !(self.joint.temperature_start > 0.0 && self.joint.temperature_end > 0.0) {
             return invalid("joint temperatures must be positive".to_string());
         }
-        if !(self.joint.target_gmac_fraction > 0.0) {
+        if self.joint.target_gmac_fraction.is_nan() || self.joint.target_gmac_fraction <= 0.0 {
             return invalid("joint.target_gmac_fraction must be positive".to_string());
         }
         if self.eval.batch_size == 0 {

@@ -49,7 +49,12 @@ pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
             });
         }
         tracing::info!(root = %root.display(), "generating the synthetic dataset");
-        write_dataset(&SynthConfig::default(), root)?;
+        let synth = SynthConfig {
+            sequences: config.data.synth_sequences,
+            frames: config.data.synth_frames,
+            ..SynthConfig::default()
+        };
+        write_dataset(&synth, root)?;
     }
     Ok(ReleaseLayout::new(root.clone()))
 }

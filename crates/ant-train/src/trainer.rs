@@ -126,12 +126,12 @@ pub struct StageOutcome {
 
 /// The stage's optimizer: SGD with PyTorch momentum semantics (dampening 0) and L2 decay.
 pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
-    let momentum = (stage.momentum > 0.0).then(|| MomentumConfig {
+    let momentum = (stage.momentum > 0.0).then_some(MomentumConfig {
         momentum: stage.momentum,
         dampening: 0.0,
         nesterov: false,
     });
-    let weight_decay = (stage.weight_decay > 0.0).then(|| WeightDecayConfig {
+    let weight_decay = (stage.weight_decay > 0.0).then_some(WeightDecayConfig {
         penalty: stage.weight_decay,
     });
     SgdConfig::new()

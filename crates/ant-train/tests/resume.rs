@@ -1,7 +1,8 @@
 //! Resume exactness: a run stopped after its first epoch of each stage and resumed from the
 //! checkpoints ends with the same losses at every step and the same model as an uninterrupted
-//! run (bit-identical on the flex CPU backend; the tolerance below only guards against a
-//! backend with non-deterministic reductions).
+//! run: bit-identical on the flex CPU backend (a backend with non-deterministic reductions
+//! would need a tolerance). A loss that turns non-finite stops training with an error naming
+//! the last good checkpoint, which stays intact.
 
 use std::path::{Path, PathBuf};
 
@@ -133,8 +134,64 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
             .zip(out_b.class.iter().chain(&out_b.boxes))
         {
             let difference: f32 = (x.clone() - y.clone()).abs().max().into_scalar();
-            assert!(difference <= 1e-6, "outputs differ by {difference}");
+            assert_eq!(difference, 0.0, "outputs differ by {difference}");
         }
     }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn should_stop_on_a_non_finite_loss_and_keep_the_last_good_checkpoint() {
+    let root = std::env::temp_dir().join(format!("ant-train-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let synth = SynthConfig {
+        sequences: 2,
+        frames: 6,
+        ..SynthConfig::default()
+    };
+    write_dataset(&synth, &root.join("data")).unwrap();
+    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    let config = small_config();
+    let data = TrainData {
+        dataset: FrameDataset::new(&sequences, FrameDatasetConfig::default()).unwrap(),
+        batcher: DetracBatcher::new(InputTransform::new(128, 128)),
+    };
+    let options = |resume: bool, stop: Option<usize>| RunOptions {
+        run_dir: root.join("run"),
+        device: Device::flex(),
+        resume,
+        progress: false,
+        stop_after_epochs: stop,
+    };
+    let good = train_stage(
+        &config,
+        Stage::Standalone,
+        &ModelInit::Scratch,
+        &data,
+        &options(false, Some(1)),
+    )
+    .unwrap();
+    // An absurd learning rate from epoch 2 on makes the loss blow up.
+    let mut exploding = config.clone();
+    exploding.standalone.lr = 1e12;
+    exploding.standalone.warmup_steps = 0;
+    exploding.standalone.lr_milestones = vec![];
+    exploding.standalone.epochs = 20;
+    let error = train_stage(
+        &exploding,
+        Stage::Standalone,
+        &ModelInit::Scratch,
+        &data,
+        &options(true, None),
+    )
+    .unwrap_err();
+    match &error {
+        ant_train::TrainError::NonFiniteLoss { last_good, .. } => {
+            assert_eq!(PathBuf::from(last_good), good.checkpoint, "{error}")
+        }
+        other => panic!("expected a non-finite loss error, got {other}"),
+    }
+    assert!(good.checkpoint.join("model.bpk").is_file());
+    assert!(load_model(&good.checkpoint, &Device::flex()).is_ok());
     let _ = std::fs::remove_dir_all(&root);
 }
