@@ -104,7 +104,7 @@ impl KeyFrameScheduler {
     pub fn decide(&mut self, stem_features: Option<&[f32]>) -> Result<KeyDecision, SchedulerError> {
         let decision = match self.policy {
             KeyFramePolicy::Interval(interval) => KeyDecision {
-                key: self.frame_index % interval == 0,
+                key: self.frame_index.is_multiple_of(interval),
                 deviation: None,
             },
             KeyFramePolicy::Adaptive { threshold } => {
@@ -119,8 +119,8 @@ impl KeyFrameScheduler {
                     }
                     Some(key_features) => {
                         let deviation = normalized_l1_deviation(current, key_features)?;
-                        // `!(d < t)` also makes a NaN deviation key: never trust a broken frame.
-                        let key = !(deviation < threshold);
+                        // A NaN deviation makes the frame key: never trust a broken reference.
+                        let key = deviation.is_nan() || deviation >= threshold;
                         if key {
                             self.key_features = Some(current.to_vec());
                         }

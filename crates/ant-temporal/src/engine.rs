@@ -372,6 +372,7 @@ impl AntDetector {
             let ratio = match (self.mode.width, &self.temporal) {
                 (WidthPolicy::Fixed(arch), _) => arch.ratio(stage),
                 (WidthPolicy::Gate, Some(temporal)) => {
+                    let _ = self.device.sync();
                     let start = Instant::now();
                     let scores = temporal.gates[stage].forward(y.clone());
                     let ratio = argmax_rows(scores)[0] + 1;

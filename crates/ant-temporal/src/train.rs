@@ -160,8 +160,8 @@ pub fn forward_non_key(
     let mut gate_probs = Vec::with_capacity(NUM_ELASTIC_STAGES);
     let mut choices = vec![[0usize; NUM_ELASTIC_STAGES]; batch_size];
     let mut expected = Tensor::<2>::zeros([batch_size, 1], &device);
-    for stage in 0..NUM_ELASTIC_STAGES {
-        let logits = temporal.gates[stage].forward(y.clone()); // [batch, 6]
+    for (stage, gate) in temporal.gates.iter().enumerate() {
+        let logits = gate.forward(y.clone()); // [batch, 6]
         let probs = softmax(logits.clone(), 1);
         let (indices, weights, cost_weights) = match sampling {
             GateSampling::Gumbel { temperature, hard } => {

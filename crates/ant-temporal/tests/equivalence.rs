@@ -142,6 +142,13 @@ fn should_run_each_sample_of_a_gumbel_batch_at_its_own_ratios() {
     assert_eq!(batched.expected_gmac.dims(), [3]);
     assert_eq!(batched.gate_probs.len(), 6);
     assert_eq!(batched.fused_stages.len(), 7);
+    // The batch mixes ratios within a stage, so the grouping path runs (all three samples
+    // agreeing at all six stages has probability (1/36)^6 at this temperature).
+    let mixed = (0..6).any(|stage| {
+        let ratios: Vec<usize> = batched.choices.iter().map(|a| a.ratio(stage)).collect();
+        ratios.iter().any(|&r| r != ratios[0])
+    });
+    assert!(mixed, "{:?}", batched.choices);
     for (index, arch) in batched.choices.iter().enumerate() {
         let single = forward_clip(
             &model,
