@@ -118,3 +118,46 @@ fn should_learn_to_detect_the_vehicles_of_the_nine_real_frames() {
     );
     let _ = std::fs::remove_dir_all(&run_dir);
 }
+
+#[test]
+fn should_start_stage_zero_from_an_effdet_checkpoint_with_a_new_class_head() {
+    let Some(dir) = sample_dir() else { return };
+    let weights = dir.join("../../fixtures/effdet-d0/tf_efficientdet_d0_random.pth");
+    let config_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/smoke.json"
+    ));
+    let overrides = [
+        "model.preset=d0",
+        "model.width_multiplier=1.0",
+        "model.depth_multiplier=1.0",
+        "model.anchor_scale=4.0",
+        "model.image_size=128",
+        "standalone.epochs=1",
+        "standalone.max_steps_per_epoch=1",
+    ]
+    .map(String::from);
+    let config = TrainConfig::load(&config_path, &overrides).unwrap();
+    let sequence =
+        LoadedSequence::from_files(&dir.join("MVI_20011_v3.xml"), &dir.join("MVI_20011")).unwrap();
+    let data = TrainData {
+        dataset: FrameDataset::new(&[sequence], FrameDatasetConfig::default()).unwrap(),
+        batcher: DetracBatcher::new(InputTransform::new(128, 128)),
+    };
+    let run_dir = std::env::temp_dir().join(format!("ant-train-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device: Device::flex(),
+        resume: false,
+        progress: false,
+        stop_after_epochs: None,
+    };
+    let init = ModelInit::Effdet(weights);
+    let outcome = train_stage(&config, Stage::Standalone, &init, &data, &options).unwrap();
+    assert!(outcome.finished && outcome.epochs[0].loss.is_finite());
+    // The 90-class COCO head became a 4-class head: 9 anchors x 4 classes per position.
+    let [out_channels, _, _, _] = outcome.model.class_net.predict.pointwise.weight.val().dims();
+    assert_eq!(out_channels, 9 * 4);
+    let _ = std::fs::remove_dir_all(&run_dir);
+}
