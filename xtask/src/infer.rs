@@ -1,8 +1,8 @@
 //! `cargo xtask infer`: runs the streaming ANT detector (`ant_temporal::AntDetector`) over
 //! the JPEG frames of a directory, in name order, and writes one JSON object per frame
 //! (`frame`, `key`, `arch`, `gmac`, `ms`, `detections` with `bbox` `[x, y, w, h]` in source
-//! pixels, `score`, `class`), optionally drawing each frame with its boxes, key flag and
-//! ratios.
+//! pixels, `score`, `class`), optionally drawing each frame with its boxes (those scoring at
+//! least `--draw-min-score`), key flag and ratios.
 //!
 //! Modes: `--threshold T` (adaptive ANT), `--interval N` (fixed-interval ANT, the default with
 //! N = 3, the paper's training schedule), `--non-temporal` (gates on each frame's own
@@ -72,6 +72,9 @@ pub struct InferArgs {
     /// Write each frame with boxes, key flag and ratios drawn on it into this directory.
     #[arg(long)]
     draw: Option<PathBuf>,
+    /// Only boxes scoring at least this are drawn (the JSON lines keep every detection).
+    #[arg(long, default_value_t = 0.3)]
+    draw_min_score: f32,
     /// Device: cpu (flex), wgpu or ndarray.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
@@ -230,7 +233,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}").with_context(|| format!("writing {}", args.out.display()))?;
         if let Some(dir) = &args.draw {
             let mut canvas = image.clone();
-            for (bbox, detection) in &boxes {
+            for (bbox, detection) in boxes.iter().filter(|(_, d)| d.score >= args.draw_min_score) {
                 let class =
                     VehicleClass::from_index(detection.class).unwrap_or(VehicleClass::Others);
                 draw_box(&mut canvas, *bbox, class_color(class), 2);
