@@ -157,7 +157,14 @@ fn should_start_stage_zero_from_an_effdet_checkpoint_with_a_new_class_head() {
     let outcome = train_stage(&config, Stage::Standalone, &init, &data, &options).unwrap();
     assert!(outcome.finished && outcome.epochs[0].loss.is_finite());
     // The 90-class COCO head became a 4-class head: 9 anchors x 4 classes per position.
-    let [out_channels, _, _, _] = outcome.model.class_net.predict.pointwise.weight.val().dims();
+    let [out_channels, _, _, _] = outcome
+        .model
+        .class_net
+        .predict
+        .pointwise
+        .weight
+        .val()
+        .dims();
     assert_eq!(out_channels, 9 * 4);
     let _ = std::fs::remove_dir_all(&run_dir);
 }

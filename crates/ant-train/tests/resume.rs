@@ -17,6 +17,11 @@ use ant_train::metrics::read_epochs;
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
 use burn::tensor::{Device, Distribution, Tensor};
 
+/// Burn's random initialisation draws from one process-wide generator per backend, seeded by
+/// `device.seed`: tests that initialise models must not interleave, or the "same" seeded run
+/// starts from other weights.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn small_config() -> TrainConfig {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -43,6 +48,9 @@ fn steps_csv(run_dir: &Path, stage: Stage) -> String {
 
 #[test]
 fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = std::env::temp_dir().join(format!("ant-train-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let synth = SynthConfig {
@@ -142,6 +150,9 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
 
 #[test]
 fn should_stop_on_a_non_finite_loss_and_keep_the_last_good_checkpoint() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = std::env::temp_dir().join(format!("ant-train-nan-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let synth = SynthConfig {
