@@ -50,8 +50,14 @@ fn main() {
             sync(c);
         });
         times.push(("fpn+heads", t.elapsed()));
-        let line: Vec<String> =
-            times.iter().map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3)).collect();
-        println!("iter {iteration}: total {:.1} ms | {}", start.elapsed().as_secs_f64() * 1e3, line.join(" | "));
+        let line: Vec<String> = times
+            .iter()
+            .map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "iter {iteration}: total {:.1} ms | {}",
+            start.elapsed().as_secs_f64() * 1e3,
+            line.join(" | ")
+        );
     }
 }

@@ -77,7 +77,8 @@ fn squeeze_excite_gate(
     sigmoid(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
 }
 
-fn se_channels(in_channels: usize) -> usize {
+/// Squeeze-excite reduction width of a block: 0.25 of its input channels (timm rounds).
+pub(crate) fn se_channels(in_channels: usize) -> usize {
     ((in_channels as f64) * SE_RATIO).round().max(1.0) as usize
 }
 

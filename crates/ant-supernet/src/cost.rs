@@ -9,8 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::SubnetArch;
+use crate::backbone::se_channels;
 use crate::bifpn::bifpn_nodes;
-use crate::config::{EfficientDetConfig, SE_RATIO};
+use crate::config::EfficientDetConfig;
 
 /// Parameters and MACs of one part of the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -64,10 +65,6 @@ fn se(channels: usize, reduced: usize) -> Cost {
     let mut cost = conv(reduced, channels, 1, true, 1);
     cost += conv(channels, reduced, 1, true, 1);
     cost
-}
-
-fn se_channels(in_channels: usize) -> usize {
-    ((in_channels as f64) * SE_RATIO).round().max(1.0) as usize
 }
 
 /// Counts the detector of `config` running subnet `arch` at `config.image_size`.

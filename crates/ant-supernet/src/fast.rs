@@ -160,6 +160,8 @@ pub fn depthwise_norm_act(
     );
     let padded_h = height + pad_top + pad_bottom;
     let padded_w = width + pad_left + pad_right;
+    // Stride 2: width of the even-column half of a split row.
+    let even_w = padded_w.div_ceil(2);
     let compute_plane = |(index, out_plane): (usize, &mut [f32])| {
         let channel = index % channels;
         let input_plane = &input[index * plane_in..(index + 1) * plane_in];
@@ -167,22 +169,16 @@ pub fn depthwise_norm_act(
         let (s, b) = (scale[channel], shift[channel]);
         // The plane with its zero padding; for stride 2 split into even and odd columns so
         // every tap reads a contiguous run.
-        let (padded, columns, even_w, odd_w) = if stride == 1 {
-            let mut padded = vec![0f32; padded_h * padded_w];
-            for (row, source) in input_plane.chunks_exact(width).enumerate() {
-                let start = (row + pad_top) * padded_w + pad_left;
-                padded[start..start + width].copy_from_slice(source);
-            }
-            (padded, Vec::new(), 0, 0)
-        } else {
-            // Even and odd padded columns of every padded row, written straight from the
-            // input (the zero padding is the buffer's initial value).
-            let even_w = padded_w.div_ceil(2);
-            let odd_w = padded_w / 2;
-            let mut split = vec![0f32; padded_h * (even_w + odd_w)];
-            for (row, source) in input_plane.chunks_exact(width).enumerate() {
-                let base = (row + pad_top) * (even_w + odd_w);
-                let (even, odd) = split[base..base + even_w + odd_w].split_at_mut(even_w);
+        // The zero-padded plane, each row either as is (stride 1) or as its even padded
+        // columns followed by its odd ones (stride 2), so every tap reads a contiguous run.
+        // Written straight from the input; the padding is the buffer's initial zero.
+        let mut padded = vec![0f32; padded_h * padded_w];
+        for (row, source) in input_plane.chunks_exact(width).enumerate() {
+            let base = (row + pad_top) * padded_w;
+            if stride == 1 {
+                padded[base + pad_left..base + pad_left + width].copy_from_slice(source);
+            } else {
+                let (even, odd) = padded[base..base + padded_w].split_at_mut(even_w);
                 for (i, value) in source.iter().enumerate() {
                     let column = i + pad_left;
                     if column % 2 == 0 {
@@ -192,25 +188,19 @@ pub fn depthwise_norm_act(
                     }
                 }
             }
-            (Vec::new(), split, even_w, odd_w)
-        };
+        }
         for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
             for ky in 0..kernel {
                 let row = oy * stride + ky;
                 for kx in 0..kernel {
                     let w = filter[ky * kernel + kx];
-                    let source = if stride == 1 {
-                        let start = row * padded_w + kx;
-                        &padded[start..start + out_w]
-                    } else {
-                        let base = row * (even_w + odd_w);
-                        let start = if kx % 2 == 0 {
-                            base + kx / 2
-                        } else {
-                            base + even_w + kx / 2
-                        };
-                        &columns[start..start + out_w]
+                    let column = match (stride, kx % 2) {
+                        (1, _) => kx,
+                        (_, 0) => kx / 2,
+                        _ => even_w + kx / 2,
                     };
+                    let start = row * padded_w + column;
+                    let source = &padded[start..start + out_w];
                     for (o, i) in out_row.iter_mut().zip(source) {
                         *o += w * i;
                     }
@@ -224,7 +214,6 @@ pub fn depthwise_norm_act(
                 out_row.iter_mut().for_each(|v| *v = *v * s + b);
             }
         }
-        let _ = odd_w;
     };
     use rayon::prelude::*;
     output
