@@ -129,6 +129,28 @@ impl EvalReport {
     }
 }
 
+/// Maps one frame's detections back to frame pixels as COCO results (class index + 1 is the
+/// category id); boxes that vanish in the mapping are dropped.
+fn push_frame_detections(
+    detections: &mut Vec<Detection>,
+    image_id: u64,
+    letterbox: &ant_geom::Letterbox,
+    frame_detections: ant_supernet::Detections,
+) {
+    for item in frame_detections.items {
+        let frame_box = boxes_to_frame(letterbox, &[item.bbox])[0];
+        if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
+            continue;
+        }
+        detections.push(Detection::from_xyxy(
+            image_id,
+            item.class as u64 + 1,
+            frame_box,
+            item.score,
+        ));
+    }
+}
+
 /// Evaluates the streaming detector of `ant-temporal` in `mode` (fresh state per sequence)
 /// over every frame of `sequences` in order; AP on the annotated frames kept by
 /// `frame_step`. Returns the report and the fraction of key frames.
@@ -165,18 +187,12 @@ pub fn evaluate_stream(
             else {
                 continue;
             };
-            for item in result.detections.items {
-                let frame_box = boxes_to_frame(&sample.targets.letterbox, &[item.bbox])[0];
-                if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
-                    continue;
-                }
-                detections.push(Detection::from_xyxy(
-                    image_id,
-                    item.class as u64 + 1,
-                    frame_box,
-                    item.score,
-                ));
-            }
+            push_frame_detections(
+                &mut detections,
+                image_id,
+                &sample.targets.letterbox,
+                result.detections,
+            );
         }
     }
     let result = evaluate_detrac(
@@ -231,18 +247,12 @@ pub fn evaluate(
         model_seconds += started.elapsed().as_secs_f64();
         for (targets, frame_detections) in batch.targets.iter().zip(outputs) {
             let image_id = ground_truth.image_ids[&(targets.sequence.to_string(), targets.frame)];
-            for item in frame_detections.items {
-                let frame_box = boxes_to_frame(&targets.letterbox, &[item.bbox])[0];
-                if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
-                    continue;
-                }
-                detections.push(Detection::from_xyxy(
-                    image_id,
-                    item.class as u64 + 1,
-                    frame_box,
-                    item.score,
-                ));
-            }
+            push_frame_detections(
+                &mut detections,
+                image_id,
+                &targets.letterbox,
+                frame_detections,
+            );
         }
     }
     let result = evaluate_detrac(
