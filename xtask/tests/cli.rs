@@ -1,6 +1,8 @@
 //! The `cargo xtask` commands of the supernet issue, run as a user runs them.
 
-use std::path::PathBuf;
+mod common;
+
+use common::shared;
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (bool, String, String) {
@@ -18,22 +20,6 @@ fn xtask(args: &[&str]) -> (bool, String, String) {
 
 fn last_json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
-}
-
-fn shared(relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "{} missing in CI",
-        path.display()
-    );
-    eprintln!("note: {} missing, test skipped outside CI", path.display());
-    None
 }
 
 #[test]

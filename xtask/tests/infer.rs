@@ -2,24 +2,11 @@
 //! user runs it: one JSON object per frame with the documented keys, boxes in source pixels,
 //! and drawings when asked.
 
+mod common;
+
+use common::shared;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn shared(relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "{} missing in CI",
-        path.display()
-    );
-    eprintln!("note: {} missing, test skipped outside CI", path.display());
-    None
-}
 
 /// Runs `infer` on the first `limit` frames with `mode` flags; returns the JSON lines.
 fn infer(
