@@ -6,6 +6,7 @@
 mod coco_eval;
 mod dataset;
 pub mod device;
+mod eval;
 mod import;
 mod infer;
 mod info;
@@ -26,8 +27,8 @@ struct Cli {
 enum Command {
     /// Train the three stages (standalone, supernet, joint) and evaluate.
     Train(train::TrainArgs),
-    /// Evaluate a training run on the test sequences.
-    Eval,
+    /// Evaluate a training run on the test sequences: every method of Table 1, streamed.
+    Eval(eval::EvalArgs),
     /// Run the streaming ANT detector over a directory of frames (JSON lines, drawings).
     Infer(infer::InferArgs),
     /// Parameters and GMAC of the detector and its backbone, for any subnet.
@@ -47,9 +48,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Train(args) => train::run(args),
-        Command::Eval => {
-            anyhow::bail!("not yet: evaluation lands with its issue")
-        }
+        Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Info(args) => info::run(args),
         Command::Parity(args) => parity::run(args),

@@ -70,6 +70,14 @@ pub enum TrainError {
         /// The last checkpoint written (or `none`).
         last_good: String,
     },
+    /// A file or directory the evaluation needs is missing.
+    #[error("{what} not found: {path}")]
+    NotFound {
+        /// What is missing (run directory, config, a stage's checkpoint, ...).
+        what: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The model failed (invalid subnet, checkpoint read/write).
     #[error(transparent)]
     Supernet(#[from] ant_supernet::SupernetError),

@@ -131,7 +131,7 @@ impl EvalReport {
 
 /// Maps one frame's detections back to frame pixels as COCO results (class index + 1 is the
 /// category id); boxes that vanish in the mapping are dropped.
-fn push_frame_detections(
+pub(crate) fn push_frame_detections(
     detections: &mut Vec<Detection>,
     image_id: u64,
     letterbox: &ant_geom::Letterbox,

@@ -14,21 +14,27 @@
 //! - [`norms`]: batch-norm recalibration of a subnet before evaluation.
 //! - [`eval`]: AP/AP50/GMAC/ms of a subnet on a split, the summary JSON.
 //! - [`pipeline`]: data preparation, stages 0 and 1, evaluation, `summary.json`.
+//! - [`evaluation`]: `cargo xtask eval`, every method of Table 1 on a run, streamed; the static
+//!   subnet search with its cached [`latency`] table; markdown, JSON, [`plot`]s, COCO results.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod evaluation;
 pub mod joint;
+pub mod latency;
 pub mod metrics;
 pub mod norms;
 pub mod pipeline;
+pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use eval::{EvalReport, MethodSummary, Summary, evaluate};
+pub use evaluation::{EvalOptions, RunEvaluation, SearchOptions, evaluate_run};
 pub use pipeline::{PipelineOutcome, run_pipeline};
 pub use trainer::{ModelInit, RunOptions, Stage, StageOutcome, TrainData, train_stage};
