@@ -102,6 +102,7 @@ impl LoadedSequence {
                         targets: Vec::new(),
                         ignored_regions: ignored.clone(),
                         flip: false,
+                        jitter: ColorJitter::IDENTITY,
                         annotated: false,
                     }
                 }
@@ -152,6 +153,8 @@ pub struct FrameRef {
     pub ignored_regions: Arc<[BoxXyxy]>,
     /// Whether to mirror the frame (training augmentation).
     pub flip: bool,
+    /// Photometric jitter of the frame (training augmentation; the identity otherwise).
+    pub jitter: ColorJitter,
     /// Whether the frame has a `<frame>` element. Always true in the datasets; false only for
     /// the unannotated frames of [`LoadedSequence::video_frames`], which must not be scored or
     /// used as negatives.
@@ -235,6 +238,7 @@ pub fn load_frame(item: &FrameRef, transform: &InputTransform) -> Result<FrameSa
     let width = image.width() as f32;
     let mut boxes: Vec<BoxXyxy> = item.targets.iter().map(|target| target.bbox).collect();
     let mut ignored: Vec<BoxXyxy> = item.ignored_regions.to_vec();
+    item.jitter.apply(&mut image);
     if item.flip {
         flip_image_horizontal(&mut image);
         boxes = flip_boxes_horizontal(&boxes, width);
@@ -269,32 +273,125 @@ pub fn load_frame(item: &FrameRef, transform: &InputTransform) -> Result<FrameSa
     })
 }
 
-/// Random horizontal flips, deterministic in (seed, epoch, item index).
+/// Photometric jitter: a brightness factor and a per-channel gain (a colour cast), then a
+/// saturation factor (mixing with the pixel's luma) and a contrast factor (around the frame's
+/// mean luma). Real traffic video varies in exactly these between cameras, weather and time of
+/// day; the detector should not learn one scene's palette.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorJitter {
+    /// Multiplies every channel.
+    pub brightness: f32,
+    /// Scales the distance from the frame's mean luma.
+    pub contrast: f32,
+    /// Scales the distance from each pixel's luma (0: grey).
+    pub saturation: f32,
+    /// Per-channel (R, G, B) gain.
+    pub gains: [f32; 3],
+}
+
+impl Default for ColorJitter {
+    fn default() -> Self {
+        Self::IDENTITY
+    }
+}
+
+impl ColorJitter {
+    /// No change.
+    pub const IDENTITY: Self = Self {
+        brightness: 1.0,
+        contrast: 1.0,
+        saturation: 1.0,
+        gains: [1.0; 3],
+    };
+
+    /// Whether applying it changes nothing.
+    pub fn is_identity(&self) -> bool {
+        *self == Self::IDENTITY
+    }
+
+    /// A jitter of the given strength from six uniforms in [0, 1): brightness, contrast and
+    /// saturation in `1 +- strength`, gains in `1 +- strength / 3`.
+    pub fn from_uniforms(strength: f32, uniforms: [f32; 6]) -> Self {
+        let factor = |uniform: f32, range: f32| 1.0 + range * (2.0 * uniform - 1.0);
+        Self {
+            brightness: factor(uniforms[0], strength),
+            contrast: factor(uniforms[1], strength),
+            saturation: factor(uniforms[2], strength),
+            gains: [3, 4, 5].map(|index| factor(uniforms[index], strength / 3.0)),
+        }
+    }
+
+    /// Applies the jitter in place (8-bit, saturating).
+    pub fn apply(&self, image: &mut RgbImage) {
+        if self.is_identity() || image.width() == 0 || image.height() == 0 {
+            return;
+        }
+        let luma = |pixel: [f32; 3]| 0.299 * pixel[0] + 0.587 * pixel[1] + 0.114 * pixel[2];
+        let scale = self.gains.map(|gain| gain * self.brightness);
+        let shifted = |pixel: &image::Rgb<u8>| -> [f32; 3] {
+            let value = [0, 1, 2].map(|channel| f32::from(pixel[channel]) * scale[channel]);
+            let grey = luma(value);
+            value.map(|channel| grey + (channel - grey) * self.saturation)
+        };
+        let total: f64 = image
+            .pixels()
+            .map(|pixel| f64::from(luma(shifted(pixel))))
+            .sum();
+        let mean = (total / f64::from(image.width() * image.height())) as f32;
+        for pixel in image.pixels_mut() {
+            let value = shifted(pixel);
+            for channel in 0..3 {
+                let contrasted = mean + (value[channel] - mean) * self.contrast;
+                pixel[channel] = contrasted.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// Training augmentation decisions (horizontal flip, colour jitter), deterministic in (seed,
+/// epoch, item index), so that a resumed run sees the same frames as an uninterrupted one.
 #[derive(Debug)]
-struct FlipAugment {
-    probability: f32,
+struct Augment {
+    flip_probability: f32,
+    jitter_strength: f32,
     seed: u64,
     epoch: AtomicU64,
 }
 
-impl FlipAugment {
-    fn new(probability: f32, seed: u64) -> Self {
+impl Augment {
+    fn new(flip_probability: f32, seed: u64) -> Self {
         Self {
-            probability,
+            flip_probability,
+            jitter_strength: 0.0,
             seed,
             epoch: AtomicU64::new(0),
         }
     }
 
-    fn decide(&self, index: usize) -> bool {
-        if self.probability <= 0.0 {
-            return false;
-        }
+    fn hash(&self, index: usize) -> u64 {
         let epoch = self.epoch.load(Ordering::Relaxed);
-        let mixed =
-            splitmix64(self.seed ^ splitmix64(epoch.wrapping_mul(0x9E37_79B9) ^ index as u64));
-        let uniform = (mixed >> 40) as f32 / (1u64 << 24) as f32;
-        uniform < self.probability
+        splitmix64(self.seed ^ splitmix64(epoch.wrapping_mul(0x9E37_79B9) ^ index as u64))
+    }
+
+    fn uniform(value: u64) -> f32 {
+        (value >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn flip(&self, index: usize) -> bool {
+        self.flip_probability > 0.0 && Self::uniform(self.hash(index)) < self.flip_probability
+    }
+
+    fn jitter(&self, index: usize) -> ColorJitter {
+        if self.jitter_strength <= 0.0 {
+            return ColorJitter::IDENTITY;
+        }
+        // A stream of its own, independent of the flip decision.
+        let mut state = self.hash(index) ^ 0xC010_0A11_7E55_0000;
+        let uniforms = [0; 6].map(|_: u8| {
+            state = splitmix64(state);
+            Self::uniform(state)
+        });
+        ColorJitter::from_uniforms(self.jitter_strength, uniforms)
     }
 }
 
@@ -329,6 +426,7 @@ fn frame_ref(
             .collect(),
         ignored_regions: ignored.clone(),
         flip: false,
+        jitter: ColorJitter::IDENTITY,
         annotated: true,
     }
 }
@@ -358,7 +456,7 @@ impl Default for FrameDatasetConfig {
 #[derive(Debug)]
 pub struct FrameDataset {
     items: Vec<FrameRef>,
-    flip: FlipAugment,
+    augment: Augment,
 }
 
 impl FrameDataset {
@@ -387,16 +485,23 @@ impl FrameDataset {
         }
         Ok(Self {
             items,
-            flip: FlipAugment::new(config.flip_probability, config.seed),
+            augment: Augment::new(config.flip_probability, config.seed),
         })
     }
 
-    /// Sets the epoch, which re-draws the flip decisions.
-    pub fn set_epoch(&self, epoch: u64) {
-        self.flip.epoch.store(epoch, Ordering::Relaxed);
+    /// Adds colour jitter of the given strength (0 disables it) to the training items; see
+    /// [`ColorJitter::from_uniforms`].
+    pub fn with_color_jitter(mut self, strength: f32) -> Self {
+        self.augment.jitter_strength = strength.max(0.0);
+        self
     }
 
-    /// The items without flip decisions.
+    /// Sets the epoch, which re-draws the augmentation decisions.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.augment.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The items without augmentation decisions.
     pub fn items(&self) -> &[FrameRef] {
         &self.items
     }
@@ -421,7 +526,8 @@ fn check_images(items: &[FrameRef]) -> Result<(), DetracError> {
 impl Dataset<FrameRef> for FrameDataset {
     fn get(&self, index: usize) -> Result<FrameRef, burn::data::dataset::DatasetError> {
         let mut item = self.items[index].clone();
-        item.flip = self.flip.decide(index);
+        item.flip = self.augment.flip(index);
+        item.jitter = self.augment.jitter(index);
         Ok(item)
     }
 
@@ -464,7 +570,7 @@ impl ClipDatasetConfig {
 #[derive(Debug)]
 pub struct ClipDataset {
     clips: Vec<ClipRef>,
-    flip: FlipAugment,
+    augment: Augment,
 }
 
 impl ClipDataset {
@@ -516,16 +622,22 @@ impl ClipDataset {
         }
         Ok(Self {
             clips,
-            flip: FlipAugment::new(config.flip_probability, config.seed),
+            augment: Augment::new(config.flip_probability, config.seed),
         })
     }
 
-    /// Sets the epoch, which re-draws the flip decisions.
-    pub fn set_epoch(&self, epoch: u64) {
-        self.flip.epoch.store(epoch, Ordering::Relaxed);
+    /// Adds colour jitter of the given strength (0 disables it), one draw per clip.
+    pub fn with_color_jitter(mut self, strength: f32) -> Self {
+        self.augment.jitter_strength = strength.max(0.0);
+        self
     }
 
-    /// The clips without flip decisions.
+    /// Sets the epoch, which re-draws the augmentation decisions.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.augment.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The clips without augmentation decisions.
     pub fn clips(&self) -> &[ClipRef] {
         &self.clips
     }
@@ -541,14 +653,98 @@ impl ClipDataset {
 impl Dataset<ClipRef> for ClipDataset {
     fn get(&self, index: usize) -> Result<ClipRef, burn::data::dataset::DatasetError> {
         let mut clip = self.clips[index].clone();
-        let flip = self.flip.decide(index);
+        let flip = self.augment.flip(index);
+        let jitter = self.augment.jitter(index);
         for frame in &mut clip.frames {
             frame.flip = flip;
+            frame.jitter = jitter;
         }
         Ok(clip)
     }
 
     fn len(&self) -> usize {
         self.clips.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> RgbImage {
+        RgbImage::from_fn(4, 3, |x, y| {
+            image::Rgb([(x * 60) as u8, (y * 100) as u8, (x * 20 + y * 30) as u8])
+        })
+    }
+
+    #[test]
+    fn should_leave_the_frame_unchanged_with_the_identity() {
+        let mut jittered = image();
+        ColorJitter::IDENTITY.apply(&mut jittered);
+        assert_eq!(jittered, image());
+        assert!(ColorJitter::from_uniforms(0.3, [0.5; 6]).is_identity());
+    }
+
+    #[test]
+    fn should_scale_brightness_and_remove_colour_at_zero_saturation() {
+        let mut darker = image();
+        ColorJitter {
+            brightness: 0.5,
+            ..ColorJitter::IDENTITY
+        }
+        .apply(&mut darker);
+        for (before, after) in image().pixels().zip(darker.pixels()) {
+            for channel in 0..3 {
+                let expected = (f32::from(before[channel]) * 0.5).round() as u8;
+                assert_eq!(after[channel], expected);
+            }
+        }
+        let mut grey = image();
+        ColorJitter {
+            saturation: 0.0,
+            ..ColorJitter::IDENTITY
+        }
+        .apply(&mut grey);
+        for pixel in grey.pixels() {
+            assert!(pixel[0].abs_diff(pixel[1]) <= 1 && pixel[1].abs_diff(pixel[2]) <= 1);
+        }
+        // Zero contrast: every pixel becomes the mean luma.
+        let mut flat = image();
+        ColorJitter {
+            contrast: 0.0,
+            ..ColorJitter::IDENTITY
+        }
+        .apply(&mut flat);
+        let first = flat.get_pixel(0, 0).0;
+        assert!(flat.pixels().all(|pixel| pixel.0 == first));
+        assert!(first[0] > 0);
+    }
+
+    #[test]
+    fn should_draw_jitter_deterministically_per_epoch_and_item_within_range() {
+        let mut augment = Augment::new(0.5, 7);
+        assert!(augment.jitter(3).is_identity(), "strength 0 is off");
+        augment.jitter_strength = 0.3;
+        let first = augment.jitter(3);
+        assert_eq!(first, augment.jitter(3));
+        assert_ne!(first, augment.jitter(4));
+        augment.epoch.store(1, Ordering::Relaxed);
+        assert_ne!(first, augment.jitter(3));
+        for index in 0..200 {
+            let jitter = augment.jitter(index);
+            for factor in [jitter.brightness, jitter.contrast, jitter.saturation] {
+                assert!((0.7..=1.3).contains(&factor), "{factor}");
+            }
+            for gain in jitter.gains {
+                assert!((0.9..=1.1).contains(&gain), "{gain}");
+            }
+        }
+        // The flip decisions do not depend on the jitter.
+        let flips: Vec<bool> = (0..50).map(|index| augment.flip(index)).collect();
+        augment.jitter_strength = 0.0;
+        assert_eq!(
+            flips,
+            (0..50).map(|index| augment.flip(index)).collect::<Vec<_>>()
+        );
     }
 }

@@ -30,8 +30,9 @@ pub use batcher::{ClipBatch, DetectionBatch, DetracBatcher};
 pub use classes::{V3_TYPE_TABLE, VehicleClass, VehicleType};
 pub use coco::{CocoGroundTruth, to_coco};
 pub use dataset::{
-    ClipDataset, ClipDatasetConfig, ClipRef, FrameDataset, FrameDatasetConfig, FrameRef,
-    FrameSample, FrameTargets, GtBox, LoadedSequence, decode_frame, load_frame, load_split,
+    ClipDataset, ClipDatasetConfig, ClipRef, ColorJitter, FrameDataset, FrameDatasetConfig,
+    FrameRef, FrameSample, FrameTargets, GtBox, LoadedSequence, decode_frame, load_frame,
+    load_split,
 };
 pub use error::DetracError;
 pub use layout::{ReleaseLayout, SequencePaths};

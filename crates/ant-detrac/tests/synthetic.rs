@@ -131,8 +131,22 @@ fn should_plug_into_burns_data_loader_for_frames_and_clips() {
     }
     assert_eq!(seen, 9);
 
-    let clips = Arc::new(ClipDataset::new(&train, ClipDatasetConfig::consecutive(3)).unwrap());
+    let clips = Arc::new(
+        ClipDataset::new(&train, ClipDatasetConfig::consecutive(3))
+            .unwrap()
+            .with_color_jitter(0.3),
+    );
     clips.set_epoch(1);
+    // One jitter per clip: the key frame and its non-key frames look alike, as in a video.
+    for index in 0..clips.len() {
+        let clip = clips.get(index).unwrap();
+        assert!(!clip.frames[0].jitter.is_identity());
+        assert!(
+            clip.frames
+                .iter()
+                .all(|frame| frame.jitter == clip.frames[0].jitter)
+        );
+    }
     let loader = DataLoaderBuilder::new(batcher)
         .batch_size(2)
         .set_device(Device::flex())
