@@ -69,6 +69,11 @@ pub struct DataSettings {
     pub test_frame_step: usize,
     /// Probability of a horizontal flip per training frame and epoch.
     pub flip_probability: f32,
+    /// Strength `s` of the photometric jitter of training frames, drawn per frame (per clip
+    /// in the joint stage) and epoch: brightness, contrast and saturation in `1 +- s`,
+    /// channel gains in `1 +- s/3` (`ant_detrac::ColorJitter`). 0 (the default) disables it.
+    #[serde(default)]
+    pub color_jitter: f32,
 }
 
 /// The optimiser and schedule of one stage.
@@ -277,6 +282,12 @@ impl TrainConfig {
         }
         if self.data.train_frame_step == 0 || self.data.test_frame_step == 0 {
             return invalid("data frame steps must be at least 1".to_string());
+        }
+        if !(0.0..1.0).contains(&self.data.color_jitter) {
+            return invalid(format!(
+                "data.color_jitter {} must be in [0, 1)",
+                self.data.color_jitter
+            ));
         }
         for (name, stage) in [
             ("standalone", &self.standalone),

@@ -88,7 +88,8 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
                 flip_probability: config.data.flip_probability,
                 seed: config.seed,
             },
-        )?,
+        )?
+        .with_color_jitter(config.data.color_jitter),
         batcher: DetracBatcher::new(InputTransform::new(size, size)),
     };
     seconds.push(("data".to_string(), started.elapsed().as_secs_f64()));
@@ -190,7 +191,8 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
                 flip_probability: config.data.flip_probability,
                 seed: config.seed,
             },
-        )?;
+        )?
+        .with_color_jitter(config.data.color_jitter);
         let outcome = train_joint(config, &init, &clips, &data.batcher, options)?;
         seconds.push((JOINT_STAGE.into(), started.elapsed().as_secs_f64()));
         let started = std::time::Instant::now();
