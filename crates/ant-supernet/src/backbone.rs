@@ -18,7 +18,7 @@
 //! Reference: timm `efficientnet.py` / `_efficientnet_blocks.py`,
 //! <https://github.com/huggingface/pytorch-image-models/blob/v1.0.15/timm/models/_efficientnet_blocks.py>
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
@@ -156,6 +156,17 @@ impl DepthwiseSeparable {
     }
 }
 
+/// A copy of `bn` restricted to its first `channels` channels, with fresh parameter ids.
+fn narrow_norm(bn: &BatchNorm, channels: usize) -> BatchNorm {
+    let narrow = |tensor: Tensor<1>| tensor.narrow(0, 0, channels);
+    let mut out = bn.clone();
+    out.gamma = Param::from_tensor(narrow(bn.gamma.val()));
+    out.beta = Param::from_tensor(narrow(bn.beta.val()));
+    out.running_mean = RunningState::new(narrow(bn.running_mean.value()));
+    out.running_var = RunningState::new(narrow(bn.running_var.value()));
+    out
+}
+
 /// An inverted-residual block whose expansion ratio is chosen per call.
 #[derive(Module, Debug)]
 pub struct ElasticMbConv {
@@ -257,6 +268,24 @@ impl ElasticMbConv {
         match shortcut {
             Some(shortcut) => y + shortcut,
             None => y,
+        }
+    }
+
+    /// Sets every smaller ratio's private norms from the largest ratio's: the first channels
+    /// of its expand and depthwise norms (affine and running statistics), a copy of its
+    /// project norm. A network trained at the largest ratio only (the standalone stage)
+    /// leaves the other ratios' norms at their initial values; the supernet stage starts them
+    /// here, as importing an effdet checkpoint does.
+    pub fn inherit_norms_from_largest(&mut self) {
+        let Some(last) = self.ratios.len().checked_sub(1) else {
+            return;
+        };
+        for index in 0..last {
+            let channels = self.in_channels * self.ratios[index];
+            self.bn_expand[index] = narrow_norm(&self.bn_expand[last], channels);
+            self.bn_depthwise[index] = narrow_norm(&self.bn_depthwise[last], channels);
+            let [out] = self.bn_project[last].gamma.dims();
+            self.bn_project[index] = narrow_norm(&self.bn_project[last], out);
         }
     }
 
@@ -472,6 +501,13 @@ impl Backbone {
             stages.push(y.clone());
         }
         BackboneFeatures { stem, stages }
+    }
+
+    /// [`ElasticMbConv::inherit_norms_from_largest`] on every elastic block.
+    pub fn inherit_norms_from_largest(&mut self) {
+        for block in self.stages.iter_mut().flatten() {
+            block.inherit_norms_from_largest();
+        }
     }
 
     /// Subnet `arch` as a standalone static backbone holding only its own weights.

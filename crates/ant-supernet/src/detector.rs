@@ -157,6 +157,13 @@ impl EfficientDet {
         Anchors::new(&self.config)
     }
 
+    /// Starts every smaller subnet's private backbone norms from the full network's (see
+    /// [`crate::backbone::ElasticMbConv::inherit_norms_from_largest`]); used when a supernet
+    /// stage starts from a standalone detector.
+    pub fn inherit_norms_from_largest(&mut self) {
+        self.backbone.inherit_norms_from_largest();
+    }
+
     /// Subnet `arch` exported as a standalone static model: only its own weights, sliced and
     /// copied, with its private batch norms. It runs with the same `arch`.
     pub fn extract(&self, arch: &SubnetArch) -> Result<Self> {

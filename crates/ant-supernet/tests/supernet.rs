@@ -105,6 +105,60 @@ fn should_use_private_norms_per_ratio() {
 }
 
 #[test]
+fn should_start_smaller_ratios_norms_from_the_largest() {
+    let device = Device::flex();
+    let mut model = randomised_model(&device);
+    let input = Tensor::<4>::random([1, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
+    let largest = |model: &EfficientDet| {
+        let features = model
+            .forward_backbone(input.clone(), &SubnetArch::LARGEST)
+            .unwrap();
+        features.stages[6].clone()
+    };
+    let before = largest(&model);
+    model.inherit_norms_from_largest();
+    assert_eq!(
+        max_abs(before, largest(&model)),
+        0.0,
+        "the largest is untouched"
+    );
+    let values = |tensor: Tensor<1>| tensor.into_data().iter::<f32>().collect::<Vec<_>>();
+    for block in model.backbone.stages.iter().flatten() {
+        let last = block.ratios.len() - 1;
+        for (index, ratio) in block.ratios.iter().enumerate() {
+            let channels = block.in_channels * ratio;
+            for (norms, width) in [
+                (&block.bn_expand, channels),
+                (&block.bn_depthwise, channels),
+                (&block.bn_project, block.bn_project[last].gamma.dims()[0]),
+            ] {
+                let (bn, full) = (&norms[index], &norms[last]);
+                assert_eq!(bn.gamma.dims(), [width]);
+                assert_eq!(values(bn.gamma.val()), values(full.gamma.val())[..width]);
+                assert_eq!(values(bn.beta.val()), values(full.beta.val())[..width]);
+                assert_eq!(
+                    values(bn.running_mean.value()),
+                    values(full.running_mean.value())[..width]
+                );
+                assert_eq!(
+                    values(bn.running_var.value()),
+                    values(full.running_var.value())[..width]
+                );
+            }
+        }
+    }
+    // Every subnet still runs (the inherited shapes line up).
+    let output = model.forward(input, &SubnetArch::SMALLEST).unwrap();
+    assert!(
+        output.class[0]
+            .clone()
+            .into_data()
+            .iter::<f32>()
+            .all(f32::is_finite)
+    );
+}
+
+#[test]
 fn should_reject_subnets_an_extracted_model_does_not_hold() {
     let device = Device::flex();
     let model = EfficientDet::init(&small_config(), &device);

@@ -12,7 +12,8 @@
 //!   on the class probabilities, Huber on the box codes of positive anchors). One backward
 //!   pass over the summed losses accumulates every subnet's gradient before the update. Each
 //!   elastic block keeps private batch norms per expansion ratio, so each subnet trains its own
-//!   statistics.
+//!   statistics; a stage started from a standalone checkpoint first copies the largest
+//!   ratio's norms into the smaller ratios' (stage 0 never trained those).
 //!
 //! Reproducibility: the data order of epoch `e` is a ChaCha8 shuffle seeded by `(seed, stage,
 //! e)`, the flips are drawn by the dataset from `(seed, e)`, the random subnets of step `s`
@@ -366,7 +367,15 @@ pub fn train_stage(
             (load_model(checkpoint, &device)?, state)
         }
         None => (
-            init_model(config, init, &device)?,
+            {
+                let mut model = init_model(config, init, &device)?;
+                if stage == Stage::Supernet && matches!(init, ModelInit::Checkpoint(_)) {
+                    // The standalone stage trained the largest ratio only: every smaller
+                    // ratio starts from its norms rather than from unit/zero ones.
+                    model.inherit_norms_from_largest();
+                }
+                model
+            },
             TrainState {
                 stage: stage.name().to_string(),
                 epochs_done: 0,
