@@ -39,6 +39,10 @@ pub struct EvalArgs {
     /// Adaptive key-frame thresholds (normalised L1 stem deviation), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_THRESHOLDS.to_vec())]
     pub thresholds: Vec<f32>,
+    /// A run whose stage 2 trained the non-temporal dynamic network (`--set
+    /// joint.non_temporal=true`), evaluated as `dynamic-non-temporal` beside this run's ANT.
+    #[arg(long)]
+    pub non_temporal_run: Option<PathBuf>,
     /// Subnets sampled by the static search (largest and smallest included; 0: no search).
     #[arg(long, default_value_t = 12)]
     pub search_samples: usize,
@@ -104,6 +108,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         latency_table: args.latency_table,
         seed: 0,
     };
+    options.non_temporal_run = args.non_temporal_run;
     options.frame_step = args.frame_step;
     options.max_sequences = args.max_sequences;
     options.warmup_frames = args.warmup;

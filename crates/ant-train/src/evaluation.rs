@@ -7,7 +7,8 @@
 //! - `static-nas@<arch>`: the static subnets on the Pareto front of a search ("D0 w/ NAS"):
 //!   sampled subnets of the stage-1 supernet, AP on a validation split held out of the
 //!   training sequences, latency from a cached per-subnet table ([`crate::latency`]);
-//! - `dynamic-non-temporal`: the non-temporal dynamic network, when stage 2 trained one;
+//! - `dynamic-non-temporal`: the non-temporal dynamic network, when stage 2 of this run (or of
+//!   the run given as `non_temporal_run`) trained one (`joint.non_temporal = true`);
 //! - `ant-fixed<n>`: ANT with a key frame every `n` frames (`n` = the joint stage's clip
 //!   length, 3 in the paper and the configs);
 //! - `ant-adaptive@<threshold>`: ANT with adaptive key frames, per threshold of a sweep.
@@ -53,7 +54,7 @@ use crate::checkpoint::{latest_checkpoint, write_atomic};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::eval::{EvalGroundTruth, MethodSummary, Summary, push_frame_detections};
-use crate::joint::{JOINT_STAGE, calibration_clips, load_joint, recalibrate_joint};
+use crate::joint::{JOINT_STAGE, JointModel, calibration_clips, load_joint, recalibrate_joint};
 use crate::latency::{LatencyKey, LatencyTable, median, pareto_front};
 use crate::norms::recalibrate_norms;
 use crate::plot::{Series, scatter_svg};
@@ -112,6 +113,9 @@ pub struct EvalOptions {
     pub thresholds: Vec<f32>,
     /// The static subnet search.
     pub search: SearchOptions,
+    /// Another run whose stage 2 trained the non-temporal dynamic network
+    /// (`joint.non_temporal = true`), evaluated as `dynamic-non-temporal`.
+    pub non_temporal_run: Option<PathBuf>,
     /// Score every `frame_step`-th annotated frame (default: the config's `test_frame_step`).
     pub frame_step: Option<usize>,
     /// Evaluate only the first sequences of the split (quick looks, tests).
@@ -136,6 +140,7 @@ impl EvalOptions {
             out_dir: None,
             thresholds: DEFAULT_THRESHOLDS.to_vec(),
             search: SearchOptions::default(),
+            non_temporal_run: None,
             frame_step: None,
             max_sequences: None,
             warmup_frames: 3,
@@ -820,51 +825,21 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
 
     // Stage 2: ANT or the non-temporal dynamic network.
     let started = Instant::now();
+    let joint_inputs = JointInputs {
+        train_sequences: &train_sequences,
+        batcher,
+        recalibrate,
+        device,
+    };
     if let Some(joint_dir) = &models.joint {
-        let joint = load_joint(joint_dir, device)?;
+        let joint = load_recalibrated_joint(joint_dir, config, &joint_inputs)?;
         let joint_settings = &config.joint;
-        let joint = if recalibrate {
-            let clips = ClipDataset::new(
-                &train_sequences,
-                ClipDatasetConfig {
-                    clip_len: joint_settings.clip_len,
-                    frame_gap: 1,
-                    clip_step: joint_settings.clip_len as u32,
-                    flip_probability: config.data.flip_probability,
-                    seed: config.seed,
-                },
-            )?;
-            let pairs = calibration_clips(
-                &clips,
-                &batcher,
-                config.eval.recalibration_batches,
-                joint_settings.stage.batch_size.max(2),
-                config.seed,
-                device,
-            )?;
-            recalibrate_joint(&joint.no_grad(), &pairs, joint_settings.non_temporal)?
-        } else {
-            joint
-        };
-        let detector_params = joint.detector.cost(&SubnetArch::LARGEST).total.params;
         let source = format!("{} (stage 2)", joint_dir.display());
         if joint_settings.non_temporal {
-            let gate_params: usize = joint.temporal.gates.iter().map(|g| g.num_params()).sum();
-            runs.push(MethodRun::new(
-                MethodSpec {
-                    name: "dynamic-non-temporal".into(),
-                    family: "non-temporal",
-                    source,
-                    threshold: None,
-                    arch: None,
-                    params: detector_params + gate_params as u64,
-                },
-                joint.detector.clone(),
-                Some(joint.temporal.clone()),
-                Mode::non_temporal(),
-            )?);
+            runs.push(non_temporal_run(&joint, source)?);
             notes.push("stage 2 trained the non-temporal dynamic network: no ANT methods".into());
         } else {
+            let detector_params = joint.detector.cost(&SubnetArch::LARGEST).total.params;
             let params = detector_params + joint.temporal.num_params() as u64;
             let interval = joint_settings.clip_len.max(1);
             let mut temporal_methods = vec![(
@@ -899,13 +874,38 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
                     mode,
                 )?);
             }
-            notes.push(
-                "the run trained no non-temporal dynamic network (joint.non_temporal = false)"
-                    .into(),
-            );
         }
     } else {
         notes.push("no stage-2 checkpoint in the run: ANT methods skipped".into());
+    }
+    match &options.non_temporal_run {
+        Some(other_dir) => {
+            let other = RunModels::locate(other_dir)?;
+            let joint_dir = other.joint.ok_or_else(|| TrainError::NotFound {
+                what: "stage-2 checkpoint of the non-temporal run".into(),
+                path: other_dir.join(JOINT_STAGE),
+            })?;
+            if !other.config.joint.non_temporal {
+                return Err(TrainError::InvalidConfig {
+                    reason: format!(
+                        "{} trained ANT, not the non-temporal network (its joint.non_temporal \
+                         is false)",
+                        other_dir.display()
+                    ),
+                });
+            }
+            let joint = load_recalibrated_joint(&joint_dir, &other.config, &joint_inputs)?;
+            runs.push(non_temporal_run(
+                &joint,
+                format!("{} (stage 2, non-temporal run)", joint_dir.display()),
+            )?);
+        }
+        None if !config.joint.non_temporal => notes.push(
+            "no non-temporal dynamic network: train one (`--set joint.non_temporal=true`) and \
+             pass its run with --non-temporal-run"
+                .into(),
+        ),
+        None => {}
     }
     seconds.push(("load-temporal".into(), started.elapsed().as_secs_f64()));
 
@@ -970,6 +970,66 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
     };
     write_outputs(&evaluation, &out_dir)?;
     Ok(evaluation)
+}
+
+/// What loading a stage-2 model for evaluation needs.
+struct JointInputs<'a> {
+    train_sequences: &'a [LoadedSequence],
+    batcher: DetracBatcher,
+    recalibrate: bool,
+    device: &'a Device,
+}
+
+/// Loads a stage-2 checkpoint and recalibrates its fusion norms as the main job does (the
+/// same calibration clips of `config`), with untracked parameters.
+fn load_recalibrated_joint(
+    joint_dir: &Path,
+    config: &TrainConfig,
+    inputs: &JointInputs,
+) -> Result<JointModel> {
+    let joint = load_joint(joint_dir, inputs.device)?;
+    if !inputs.recalibrate {
+        return Ok(joint);
+    }
+    let settings = &config.joint;
+    let clips = ClipDataset::new(
+        inputs.train_sequences,
+        ClipDatasetConfig {
+            clip_len: settings.clip_len,
+            frame_gap: 1,
+            clip_step: settings.clip_len as u32,
+            flip_probability: config.data.flip_probability,
+            seed: config.seed,
+        },
+    )?;
+    let pairs = calibration_clips(
+        &clips,
+        &inputs.batcher,
+        config.eval.recalibration_batches,
+        settings.stage.batch_size.max(2),
+        config.seed,
+        inputs.device,
+    )?;
+    recalibrate_joint(&joint.no_grad(), &pairs, settings.non_temporal)
+}
+
+/// The `dynamic-non-temporal` method of a non-temporal stage-2 model.
+fn non_temporal_run(joint: &JointModel, source: String) -> Result<MethodRun> {
+    let detector_params = joint.detector.cost(&SubnetArch::LARGEST).total.params;
+    let gate_params: usize = joint.temporal.gates.iter().map(|g| g.num_params()).sum();
+    MethodRun::new(
+        MethodSpec {
+            name: "dynamic-non-temporal".into(),
+            family: "non-temporal",
+            source,
+            threshold: None,
+            arch: None,
+            params: detector_params + gate_params as u64,
+        },
+        joint.detector.clone(),
+        Some(joint.temporal.clone()),
+        Mode::non_temporal(),
+    )
 }
 
 /// The search: sample subnets, validation AP of each (recalibrated), latency from the table,
@@ -1268,7 +1328,11 @@ pub fn plots(evaluation: &RunEvaluation) -> (String, String) {
                 if members.is_empty() {
                     return None;
                 }
-                members.sort_by(|a, b| x_of(a).total_cmp(&x_of(b)));
+                // A threshold sweep is drawn in threshold order, the rest by the x value.
+                members.sort_by(|a, b| match (a.threshold, b.threshold) {
+                    (Some(ta), Some(tb)) => ta.total_cmp(&tb),
+                    _ => x_of(a).total_cmp(&x_of(b)),
+                });
                 Some(Series {
                     label: (*label).to_string(),
                     points: members.iter().map(|m| (x_of(m), m.ap)).collect(),

@@ -20,9 +20,9 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
-/// Rounds `span / 5` to 1, 2 or 5 times a power of ten.
+/// Rounds `span / 6` to 1, 2 or 5 times a power of ten.
 fn tick_step(span: f64) -> f64 {
-    let raw = (span / 5.0).max(1e-12);
+    let raw = (span / 6.0).max(1e-12);
     let magnitude = 10f64.powf(raw.log10().floor());
     let fraction = raw / magnitude;
     let nice = if fraction <= 1.0 {
@@ -150,7 +150,11 @@ pub fn scatter_svg(title: &str, x_label: &str, y_label: &str, series: &[Series])
                 x_of(x),
                 y_of(y)
             ));
-            if let Some(label) = serie.point_labels.get(point_index) {
+            if let Some(label) = serie
+                .point_labels
+                .get(point_index)
+                .filter(|l| !l.is_empty())
+            {
                 svg.push_str(&format!(
                     "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"{color}\">{}</text>\n",
                     x_of(x) + 5.0,
@@ -215,6 +219,7 @@ mod tests {
     fn should_pick_round_tick_steps() {
         assert_eq!(tick_step(1.0), 0.2);
         assert_eq!(tick_step(40.0), 10.0);
-        assert!((tick_step(0.3) - 0.1).abs() < 1e-12);
+        assert_eq!(tick_step(14.0), 5.0);
+        assert!((tick_step(0.3) - 0.05).abs() < 1e-12);
     }
 }

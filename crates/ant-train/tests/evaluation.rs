@@ -12,32 +12,37 @@ use ant_train::evaluation::{
 use ant_train::{Summary, TrainConfig};
 use burn::tensor::Device;
 
-/// A tiny synthetic set (3 train, 2 test sequences of 6 frames) and an untrained run on it.
-fn tiny_run(root: &Path) -> PathBuf {
+/// A tiny synthetic set (3 train, 2 test sequences of 6 frames) and an untrained run on it
+/// (`name` under `root`; the set is generated once), with extra config overrides.
+fn tiny_run(root: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let data_root = root.join("synth");
-    write_dataset(
-        &SynthConfig {
-            sequences: 5,
-            frames: 6,
-            ..SynthConfig::default()
-        },
-        &data_root,
-    )
-    .unwrap();
+    if !data_root.exists() {
+        write_dataset(
+            &SynthConfig {
+                sequences: 5,
+                frames: 6,
+                ..SynthConfig::default()
+            },
+            &data_root,
+        )
+        .unwrap();
+    }
+    let mut overrides = vec![
+        format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
+        "data.test_frame_step=1".into(),
+        "model.image_size=128".into(),
+        "eval.recalibration_batches=1".into(),
+    ];
+    overrides.extend(extra.iter().map(|o| o.to_string()));
     let config = TrainConfig::load(
         &PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../configs/default.json"
         )),
-        &[
-            format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
-            "data.test_frame_step=1".into(),
-            "model.image_size=128".into(),
-            "eval.recalibration_batches=1".into(),
-        ],
+        &overrides,
     )
     .unwrap();
-    let run_dir = root.join("run");
+    let run_dir = root.join(name);
     write_untrained_run(&run_dir, &config, &Device::flex()).unwrap();
     run_dir
 }
@@ -61,7 +66,7 @@ fn options(run_dir: &Path) -> EvalOptions {
 fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() {
     let root = std::env::temp_dir().join(format!("ant-evaluation-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let run_dir = tiny_run(&root);
+    let run_dir = tiny_run(&root, "run", &[]);
     let evaluation: RunEvaluation = evaluate_run(&options(&run_dir)).unwrap();
 
     let names: Vec<&str> = evaluation.methods.iter().map(|m| m.name.as_str()).collect();
@@ -144,8 +149,23 @@ fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() 
         assert!(detections.iter().all(|d| d.score > 0.0), "{}", m.name);
     }
 
-    // A second evaluation takes every latency from the table.
-    let again = evaluate_run(&options(&run_dir)).unwrap();
+    // A second evaluation takes every latency from the table; with a non-temporal run beside.
+    let non_temporal = tiny_run(&root, "non-temporal", &["joint.non_temporal=true"]);
+    let mut second = options(&run_dir);
+    second.non_temporal_run = Some(non_temporal);
+    let again = evaluate_run(&second).unwrap();
+    let dynamic = again.method("dynamic-non-temporal").unwrap();
+    assert_eq!((dynamic.key_rate, dynamic.key_frames), (0.0, 0));
+    assert_eq!(dynamic.ratio_histogram[0].iter().sum::<u64>(), 12);
+    assert!(
+        dynamic.fusion_gate_ms_median.is_none(),
+        "no fusion without key frames"
+    );
+    // The ANT run itself is no non-temporal run.
+    let mut wrong = options(&run_dir);
+    wrong.non_temporal_run = Some(run_dir.clone());
+    let error = evaluate_run(&wrong).unwrap_err().to_string();
+    assert!(error.contains("not the non-temporal network"), "{error}");
     let search_again = again.search.as_ref().unwrap();
     assert_eq!((search_again.cache_hits, search_again.measured), (3, 0));
     for (first, second) in search.samples.iter().zip(&search_again.samples) {
