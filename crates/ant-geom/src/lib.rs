@@ -6,9 +6,10 @@
 //!
 //! - [`BoxXyxy`] and [`BoxXywh`]: continuous pixel coordinates, areas without the legacy `+1`
 //!   (the COCO rule), conversions as named functions.
-//! - [`fn@nms`] and [`batched_nms`]: greedy non-maximum suppression with the semantics of
-//!   `torchvision.ops.nms` / `batched_nms` (suppress when IoU is strictly greater than the
-//!   threshold), plus naive references in [`nms::reference`] that the tests compare against.
+//! - [`fn@nms`], [`batched_nms`] and [`batched_nms_top`]: greedy non-maximum suppression with
+//!   the semantics of `torchvision.ops.nms` / `batched_nms` (suppress when IoU is strictly
+//!   greater than the threshold; `_top` stops after the best `k` kept boxes), plus naive
+//!   references in [`nms::reference`] that the tests compare against.
 //! - [`Letterbox`]: effdet's `ResizePad` (keep aspect, pad at the bottom/right) as a box map
 //!   with its inverse, and the horizontal flip used by augmentation.
 //!
@@ -23,4 +24,4 @@ pub mod nms;
 
 pub use boxes::{BoxXywh, BoxXyxy};
 pub use letterbox::Letterbox;
-pub use nms::{batched_nms, nms};
+pub use nms::{batched_nms, batched_nms_top, nms};

@@ -24,16 +24,22 @@ fn descending_order(scores: &[f32]) -> Vec<usize> {
     order
 }
 
-/// Greedy NMS over `order`, where `same_group(i, j)` says whether box `i` may suppress box `j`.
+/// Greedy NMS over `order`, where `same_group(i, j)` says whether box `i` may suppress box `j`;
+/// stops once `limit` boxes are kept (boxes are visited best first, so these are the first
+/// `limit` of the unlimited result).
 fn greedy_suppress(
     boxes: &[BoxXyxy],
     order: &[usize],
     iou_threshold: f32,
+    limit: usize,
     same_group: impl Fn(usize, usize) -> bool,
 ) -> Vec<usize> {
     let mut suppressed = vec![false; boxes.len()];
     let mut keep = Vec::new();
     for (position, &index) in order.iter().enumerate() {
+        if keep.len() == limit {
+            break;
+        }
         if suppressed[index] {
             continue;
         }
@@ -61,7 +67,13 @@ fn greedy_suppress(
 /// When `boxes` and `scores` differ in length.
 pub fn nms(boxes: &[BoxXyxy], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
     assert_eq!(boxes.len(), scores.len(), "nms needs one score per box");
-    greedy_suppress(boxes, &descending_order(scores), iou_threshold, |_, _| true)
+    greedy_suppress(
+        boxes,
+        &descending_order(scores),
+        iou_threshold,
+        usize::MAX,
+        |_, _| true,
+    )
 }
 
 /// Per-class NMS like `torchvision.ops.batched_nms`: boxes of different classes never suppress
@@ -75,6 +87,22 @@ pub fn batched_nms(
     classes: &[usize],
     iou_threshold: f32,
 ) -> Vec<usize> {
+    batched_nms_top(boxes, scores, classes, iou_threshold, usize::MAX)
+}
+
+/// The first `max_keep` indices of [`batched_nms`], computed without suppressing past them: a
+/// detector that keeps its best 100 detections out of 5,000 candidates does 100 sweeps
+/// instead of one per surviving box.
+///
+/// # Panics
+/// When `boxes`, `scores` and `classes` differ in length.
+pub fn batched_nms_top(
+    boxes: &[BoxXyxy],
+    scores: &[f32],
+    classes: &[usize],
+    iou_threshold: f32,
+    max_keep: usize,
+) -> Vec<usize> {
     assert_eq!(
         boxes.len(),
         scores.len(),
@@ -85,9 +113,13 @@ pub fn batched_nms(
         classes.len(),
         "batched_nms needs one class per box"
     );
-    greedy_suppress(boxes, &descending_order(scores), iou_threshold, |a, b| {
-        classes[a] == classes[b]
-    })
+    greedy_suppress(
+        boxes,
+        &descending_order(scores),
+        iou_threshold,
+        max_keep,
+        |a, b| classes[a] == classes[b],
+    )
 }
 
 /// Naive re-formulations of [`nms`] and [`batched_nms`], kept as the reference the fast
@@ -267,6 +299,18 @@ mod tests {
             let keep = batched_nms(&boxes, &scores, &classes, threshold);
             prop_assert_eq!(&keep, &reference::batched_nms(&boxes, &scores, &classes, threshold));
             check_invariants(&boxes, &scores, &classes, &keep, threshold)?;
+        }
+
+        #[test]
+        fn should_keep_the_first_of_batched_nms(
+            items in detections(),
+            threshold in 0.0f32..1.0,
+            max_keep in 0usize..8,
+        ) {
+            let (boxes, scores, classes) = unzip(&items);
+            let all = reference::batched_nms(&boxes, &scores, &classes, threshold);
+            let top = batched_nms_top(&boxes, &scores, &classes, threshold, max_keep);
+            prop_assert_eq!(&top[..], &all[..max_keep.min(all.len())]);
         }
     }
 }

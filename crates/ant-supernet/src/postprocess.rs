@@ -2,7 +2,7 @@
 //! per-class NMS, the best `max_detections` kept (effdet's `_post_process` and
 //! `generate_detections`, without soft-NMS).
 
-use ant_geom::{BoxXyxy, batched_nms};
+use ant_geom::{BoxXyxy, batched_nms_top};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -108,11 +108,16 @@ fn detect_image(
         scores.push(1.0 / (1.0 + (-logits[flat]).exp()));
         classes.push(flat % num_classes);
     }
-    let kept = batched_nms(&boxes, &scores, &classes, config.nms_iou_threshold);
+    let kept = batched_nms_top(
+        &boxes,
+        &scores,
+        &classes,
+        config.nms_iou_threshold,
+        config.max_detections,
+    );
     Detections {
         items: kept
             .into_iter()
-            .take(config.max_detections)
             .map(|i| Detection {
                 bbox: boxes[i],
                 score: scores[i],
