@@ -4,10 +4,17 @@
 //!
 //! Swish is the activation of the EfficientNet backbone it sits in; convolutions use TF "same"
 //! padding like the rest of the model (`ant_supernet::nn`).
+//!
+//! Optionally (`residual`, our addition, off by default) the module's output is added to the
+//! current feature and its last norm starts at zero scale, so a fresh module is the identity:
+//! a non-key frame then starts as its gated subnet on its own pixels and learns what to take
+//! from the key frame, instead of starting from a random map that the next stage has never
+//! seen. The paper's module (no residual) needs its 8 GPU epochs to recover from that; the
+//! CPU default trains stage 2 for a few hundred steps.
 
 use ant_supernet::nn::{ConvWeight, batch_norm, swish};
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 
@@ -19,18 +26,26 @@ pub struct FusionConfig {
     /// Depthwise kernel size.
     #[config(default = 3)]
     pub kernel_size: usize,
+    /// Add the output to the current feature, the last norm's scale starting at zero.
+    #[config(default = false)]
+    pub residual: bool,
 }
 
 impl FusionConfig {
     /// A randomly initialised fusion module (He-normal convs, unit batch norms).
     pub fn init(&self, device: &Device) -> Fusion {
         let channels = self.channels;
+        let mut bn_depthwise = batch_norm(channels, device);
+        if self.residual {
+            bn_depthwise.gamma = Param::from_tensor(bn_depthwise.gamma.val().zeros_like());
+        }
         Fusion {
             pointwise: ConvWeight::init(channels, 2 * channels, 1, 1, false, device),
             bn_pointwise: batch_norm(channels, device),
             depthwise: ConvWeight::init(channels, 1, self.kernel_size, channels, false, device),
-            bn_depthwise: batch_norm(channels, device),
+            bn_depthwise,
             channels,
+            residual: self.residual,
         }
     }
 }
@@ -49,6 +64,9 @@ pub struct Fusion {
     /// `C`.
     #[module(skip)]
     pub channels: usize,
+    /// Whether the output is added to the current feature.
+    #[module(skip)]
+    pub residual: bool,
 }
 
 impl Fusion {
@@ -64,12 +82,17 @@ impl Fusion {
         } else {
             key.expand([batch_size, channels, height, width])
         };
+        let shortcut = self.residual.then(|| current.clone());
         let x = Tensor::cat(vec![current, key], 1); // [batch, 2C, h, w]
         let x = swish(self.bn_pointwise.forward(self.pointwise.forward(x, 1, 1)));
-        swish(
+        let fused = swish(
             self.bn_depthwise
                 .forward(self.depthwise.forward(x, 1, self.channels)),
-        )
+        );
+        match shortcut {
+            Some(current) => current + fused,
+            None => fused,
+        }
     }
 
     /// Multiply-accumulates at a `size x size` feature map (torch's counting: convs only).
@@ -111,6 +134,24 @@ mod tests {
         let b = fusion.forward(current, key_b);
         let difference: f32 = (a - b).abs().sum().into_scalar();
         assert!(difference > 1e-3);
+    }
+
+    #[test]
+    fn should_start_as_the_identity_when_residual_and_learn_from_the_key() {
+        let device = Device::flex();
+        let fusion = FusionConfig::new(4).with_residual(true).init(&device);
+        let current = Tensor::<4>::random([2, 4, 6, 6], Distribution::Default, &device);
+        let key = Tensor::<4>::random([1, 4, 6, 6], Distribution::Default, &device);
+        let fused = fusion.forward(current.clone(), key.clone());
+        let difference: f32 = (fused - current.clone()).abs().max().into_scalar();
+        assert_eq!(difference, 0.0);
+        // Once the last norm has a scale, the key frame matters.
+        let mut trained = fusion;
+        trained.bn_depthwise.gamma =
+            Param::from_tensor(trained.bn_depthwise.gamma.val().ones_like());
+        let a = trained.forward(current.clone(), key.clone());
+        let b = trained.forward(current, key + 1.0);
+        assert!((a - b).abs().sum().into_scalar::<f32>() > 1e-3);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct AntTemporalConfig {
     /// Depthwise kernel of the fusion modules.
     #[config(default = 3)]
     pub fusion_kernel: usize,
+    /// Residual fusion modules that start as the identity ([`FusionConfig::residual`]).
+    #[config(default = false)]
+    pub residual_fusion: bool,
 }
 
 impl AntTemporalConfig {
@@ -37,6 +40,7 @@ impl AntTemporalConfig {
                 .map(|&c| {
                     FusionConfig::new(c)
                         .with_kernel_size(self.fusion_kernel)
+                        .with_residual(self.residual_fusion)
                         .init(device)
                 })
                 .collect(),
@@ -68,6 +72,18 @@ pub struct AntTemporal {
     /// The configuration.
     #[module(skip)]
     pub config: AntTemporalConfig,
+}
+
+/// Reads a saved [`AntTemporalConfig`]; files written before `residual_fusion` existed hold
+/// the paper's fusion module.
+fn parse_config(text: &str) -> std::result::Result<AntTemporalConfig, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(object) = value.as_object_mut() {
+        object
+            .entry("residual_fusion")
+            .or_insert(serde_json::Value::Bool(false));
+    }
+    serde_json::from_value(value)
 }
 
 fn config_path(path: &Path) -> PathBuf {
@@ -133,8 +149,8 @@ impl AntTemporal {
         };
         let text = std::fs::read_to_string(config_path(path))
             .map_err(|error| read(format!("temporal config: {error}")))?;
-        let config: AntTemporalConfig = serde_json::from_str(&text)
-            .map_err(|error| read(format!("temporal config: {error}")))?;
+        let config =
+            parse_config(&text).map_err(|error| read(format!("temporal config: {error}")))?;
         if !path.is_file() {
             return Err(read("no such file".to_string()));
         }
@@ -177,11 +193,23 @@ mod tests {
     }
 
     #[test]
+    fn should_read_configs_written_before_residual_fusion_as_the_papers_module() {
+        let config = parse_config(r#"{"gate_hidden": 8, "fusion_kernel": 3}"#).unwrap();
+        assert!(!config.residual_fusion);
+        assert_eq!(config.gate_hidden, 8);
+        let config =
+            parse_config(r#"{"gate_hidden": 8, "fusion_kernel": 3, "residual_fusion": true}"#)
+                .unwrap();
+        assert!(config.residual_fusion);
+    }
+
+    #[test]
     fn should_round_trip_through_a_checkpoint() {
         let device = Device::flex();
         let backbone = EfficientDetConfig::d0(4).backbone;
         let temporal = AntTemporalConfig::new()
             .with_gate_hidden(8)
+            .with_residual_fusion(true)
             .init(&backbone, &device);
         let dir = std::env::temp_dir().join(format!("ant-temporal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -190,6 +218,7 @@ mod tests {
         temporal.save(&path).unwrap();
         let loaded = AntTemporal::load(&path, &backbone, &device).unwrap();
         assert_eq!(loaded.config.gate_hidden, 8);
+        assert!(loaded.fusions.iter().all(|fusion| fusion.residual));
         let a: Vec<f32> = temporal.gates[2]
             .fc1
             .weight

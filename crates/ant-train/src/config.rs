@@ -144,6 +144,10 @@ pub struct JointSettings {
     pub target_gmac_fraction: f64,
     /// Hidden units of each gate.
     pub gate_hidden: usize,
+    /// Residual fusion modules that start as the identity (`ant_temporal::FusionConfig`,
+    /// our addition; `false` is the paper's module).
+    #[serde(default)]
+    pub residual_fusion: bool,
     /// Train the non-temporal dynamic baseline instead: gates on the current frame only, no
     /// fusion, no key frames.
     pub non_temporal: bool,

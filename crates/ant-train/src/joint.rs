@@ -142,6 +142,7 @@ pub fn train_joint(
             device.seed(config.seed ^ 2);
             let temporal = AntTemporalConfig::new()
                 .with_gate_hidden(settings.gate_hidden)
+                .with_residual_fusion(settings.residual_fusion)
                 .init(&detector.config.backbone, &device);
             let state = TrainState {
                 stage: JOINT_STAGE.to_string(),
