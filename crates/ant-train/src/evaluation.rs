@@ -1165,8 +1165,8 @@ pub fn markdown_table(evaluation: &RunEvaluation) -> String {
     let mut text = String::new();
     let baseline = evaluation.method("static-full");
     text.push_str(&format!(
-        "Run `{}`, split `{}` ({} sequences, {} frames streamed per method, {} scored: every \
-         {}-th annotated frame), {} px, device `{}`, {} thread(s), batch 1, {} warm-up frames \
+        "Run `{}`, split `{}` ({} sequences, {} frames streamed per method, {} scored: the \
+         annotated frames at step {}), {} px, device `{}`, {} thread(s), batch 1, {} warm-up frames \
          per method. Decoding a frame (JPEG, letterbox, normalisation) took {} ms (median), \
          excluded from the latencies below. `ms/frame` is amortised from medians: key rate x \
          median key-frame ms + (1 - key rate) x median other-frame ms.\n\n",
