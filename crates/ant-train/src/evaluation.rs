@@ -1404,6 +1404,7 @@ pub fn write_untrained_run(run_dir: &Path, config: &TrainConfig, device: &Device
         if stage == JOINT_STAGE {
             let temporal = ant_temporal::AntTemporalConfig::new()
                 .with_gate_hidden(config.joint.gate_hidden)
+                .with_residual_fusion(config.joint.residual_fusion)
                 .init(&detector_config.backbone, device);
             temporal.save(&ant_temporal::temporal_path(&model_path))?;
         }
