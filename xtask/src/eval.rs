@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// The cached latency table (default: OUT/latency-table.json).
     #[arg(long)]
     pub latency_table: Option<PathBuf>,
+    /// Measure the searched subnets' latency again, overwriting the cached table entries
+    /// (after changing inference code; the table's key does not know the code version).
+    #[arg(long)]
+    pub remeasure_latency: bool,
     /// Score every N-th annotated frame (default: the config's data.test_frame_step).
     #[arg(long)]
     pub frame_step: Option<usize>,
@@ -107,6 +111,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         max_front: args.max_front,
         latency_table: args.latency_table,
         seed: 0,
+        remeasure_latency: args.remeasure_latency,
     };
     options.non_temporal_run = args.non_temporal_run;
     options.frame_step = args.frame_step;

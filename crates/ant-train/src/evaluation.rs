@@ -84,6 +84,9 @@ pub struct SearchOptions {
     pub latency_table: Option<PathBuf>,
     /// Seed of the subnet sampling.
     pub seed: u64,
+    /// Measure every sampled subnet again and overwrite its cached latency (after a change of
+    /// the inference code, or of the machine's load).
+    pub remeasure_latency: bool,
 }
 
 impl Default for SearchOptions {
@@ -94,6 +97,7 @@ impl Default for SearchOptions {
             max_front: 6,
             latency_table: None,
             seed: 0,
+            remeasure_latency: false,
         }
     }
 }
@@ -1103,6 +1107,9 @@ fn run_search(
     for (index, (arch, run)) in archs.iter().zip(&runs).enumerate() {
         let report = run.report(&ground_truth)?;
         let key = LatencyKey::new(*arch, &supernet.config, options.threads, backend.clone());
+        if search.remeasure_latency {
+            table.entries.remove(&key.text());
+        }
         let (ms, cached) = table.get_or_measure(&key, report.frames, || Ok(report.ms))?;
         if cached {
             hits += 1;

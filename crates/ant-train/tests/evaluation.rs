@@ -57,6 +57,7 @@ fn options(run_dir: &Path) -> EvalOptions {
         max_front: 2,
         latency_table: None,
         seed: 0,
+        remeasure_latency: false,
     };
     options.warmup_frames = 1;
     options
@@ -166,6 +167,12 @@ fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() 
     wrong.non_temporal_run = Some(run_dir.clone());
     let error = evaluate_run(&wrong).unwrap_err().to_string();
     assert!(error.contains("not the non-temporal network"), "{error}");
+    // Asked to, it measures again.
+    let mut remeasure = options(&run_dir);
+    remeasure.search.remeasure_latency = true;
+    let fresh = evaluate_run(&remeasure).unwrap();
+    let fresh_search = fresh.search.as_ref().unwrap();
+    assert_eq!((fresh_search.cache_hits, fresh_search.measured), (0, 3));
     let search_again = again.search.as_ref().unwrap();
     assert_eq!((search_again.cache_hits, search_again.measured), (3, 0));
     for (first, second) in search.samples.iter().zip(&search_again.samples) {
