@@ -62,6 +62,9 @@ pub struct SynthArgs {
     /// Frame height in pixels.
     #[arg(long, default_value_t = SynthConfig::default().height)]
     pub height: u32,
+    /// Camera closeness: vehicle sizes in pixels scale with it (0.5..=2.5).
+    #[arg(long, default_value_t = SynthConfig::default().zoom)]
+    pub zoom: f32,
 }
 
 /// Which split to export.
@@ -149,6 +152,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
         frames: args.frames,
         width: args.width,
         height: args.height,
+        zoom: args.zoom,
         ..SynthConfig::default()
     };
     let started = std::time::Instant::now();

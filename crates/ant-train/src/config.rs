@@ -63,6 +63,9 @@ pub struct DataSettings {
     pub synth_sequences: usize,
     /// Frames per generated sequence.
     pub synth_frames: u32,
+    /// Camera closeness of the generated set (`ant_detrac::SynthConfig::zoom`; 1 if absent).
+    #[serde(default = "unit_zoom")]
+    pub synth_zoom: f32,
     /// Keep every `train_frame_step`-th annotated training frame.
     pub train_frame_step: usize,
     /// Keep every `test_frame_step`-th annotated test frame for evaluation.
@@ -74,6 +77,10 @@ pub struct DataSettings {
     /// channel gains in `1 +- s/3` (`ant_detrac::ColorJitter`). 0 (the default) disables it.
     #[serde(default)]
     pub color_jitter: f32,
+}
+
+fn unit_zoom() -> f32 {
+    1.0
 }
 
 /// The optimiser and schedule of one stage.

@@ -52,6 +52,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
         let synth = SynthConfig {
             sequences: config.data.synth_sequences,
             frames: config.data.synth_frames,
+            zoom: config.data.synth_zoom,
             ..SynthConfig::default()
         };
         write_dataset(&synth, root)?;
