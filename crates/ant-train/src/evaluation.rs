@@ -263,7 +263,8 @@ pub struct MethodReport {
     pub ms_key_median: Option<f64>,
     /// Median ms of the other frames (every frame of a static or non-temporal method).
     pub ms_non_key_median: Option<f64>,
-    /// Median ms of fusion + gates on non-key frames.
+    /// Median ms of fusion + gates on non-key frames (gates alone for the non-temporal
+    /// network).
     pub fusion_gate_ms_median: Option<f64>,
     /// Fraction of key frames (1 for a static subnet, which runs whole on every frame; 0 for
     /// the non-temporal network).
@@ -460,7 +461,8 @@ impl MethodRun {
             for (stage, &ratio) in result.arch.ratios().iter().enumerate() {
                 self.histogram[stage][ratio - 1] += 1;
             }
-            if self.detector.mode().key_frames.is_some() {
+            // Fusion and gates (ANT), or gates alone (the non-temporal network).
+            if self.detector.mode().needs_temporal() {
                 self.fusion_gate_ms.push(result.fusion_gate_ms);
             }
         }

@@ -159,8 +159,16 @@ fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() 
     assert_eq!((dynamic.key_rate, dynamic.key_frames), (0.0, 0));
     assert_eq!(dynamic.ratio_histogram[0].iter().sum::<u64>(), 12);
     assert!(
-        dynamic.fusion_gate_ms_median.is_none(),
-        "no fusion without key frames"
+        dynamic.fusion_gate_ms_median.is_some(),
+        "its gates are timed"
+    );
+    assert!(
+        again
+            .method("static-full")
+            .unwrap()
+            .fusion_gate_ms_median
+            .is_none(),
+        "a static subnet has neither fusion nor gates"
     );
     // The ANT run itself is no non-temporal run.
     let mut wrong = options(&run_dir);
