@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
     ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
-    Split, SynthConfig, load_split, write_dataset,
+    Split, SynthConfig, SynthSummary, load_split, write_dataset,
 };
 use ant_supernet::SubnetArch;
 use serde::{Deserialize, Serialize};
@@ -35,9 +35,40 @@ pub struct PipelineOutcome {
     pub seconds: Vec<(String, f64)>,
 }
 
-/// Makes sure the dataset exists, generating the synthetic one when allowed.
+/// Makes sure the dataset exists, generating the synthetic one when allowed. A synthetic set
+/// already at `data.root` (it has a `synth.json`) must have been generated with the config's
+/// generator options: training on a stale set would silently change the experiment.
 pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
     let root = &config.data.root;
+    let synth = SynthConfig {
+        sequences: config.data.synth_sequences,
+        frames: config.data.synth_frames,
+        zoom: config.data.synth_zoom,
+        ..SynthConfig::default()
+    };
+    let summary_path = root.join("synth.json");
+    if config.data.synthesize_if_missing && summary_path.is_file() {
+        let text = std::fs::read_to_string(&summary_path)
+            .map_err(|source| TrainError::io(&summary_path, source))?;
+        let existing: SynthSummary =
+            serde_json::from_str(&text).map_err(|error| TrainError::InvalidConfig {
+                reason: format!(
+                    "{}: not a synthetic set summary: {error}",
+                    summary_path.display()
+                ),
+            })?;
+        if existing.config != synth {
+            return Err(TrainError::InvalidConfig {
+                reason: format!(
+                    "{} holds a synthetic set generated with {:?}, the config asks for {:?}: \
+                     delete the directory to regenerate it, or point data.root elsewhere",
+                    root.display(),
+                    existing.config,
+                    synth
+                ),
+            });
+        }
+    }
     if !root.exists() {
         if !config.data.synthesize_if_missing {
             return Err(TrainError::InvalidConfig {
@@ -49,12 +80,6 @@ pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
             });
         }
         tracing::info!(root = %root.display(), "generating the synthetic dataset");
-        let synth = SynthConfig {
-            sequences: config.data.synth_sequences,
-            frames: config.data.synth_frames,
-            zoom: config.data.synth_zoom,
-            ..SynthConfig::default()
-        };
         write_dataset(&synth, root)?;
     }
     Ok(ReleaseLayout::new(root.clone()))
@@ -247,4 +272,30 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         summary,
         seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_generate_a_missing_set_and_refuse_one_generated_otherwise() {
+        let root = std::env::temp_dir().join(format!("ant-prepare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/default.json");
+        let mut config = TrainConfig::load(&path, &[]).unwrap();
+        config.data.root = root.clone();
+        config.data.synth_sequences = 2;
+        config.data.synth_frames = 2;
+        prepare_data(&config).unwrap();
+        assert!(root.join("synth.json").is_file());
+        // The same options reuse it.
+        prepare_data(&config).unwrap();
+        config.data.synth_zoom += 0.25;
+        let error = prepare_data(&config).unwrap_err().to_string();
+        assert!(error.contains("delete the directory"), "{error}");
+        assert!(error.contains(&root.display().to_string()), "{error}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
