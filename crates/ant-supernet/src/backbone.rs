@@ -21,7 +21,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
@@ -156,9 +156,19 @@ impl DepthwiseSeparable {
     }
 }
 
+/// Drops the residual branch `x` of each sample with probability `rate` and scales the kept
+/// ones by `1 / (1 - rate)` (timm's `drop_path`). The mask comes from the device's generator,
+/// which the training loops re-seed every step.
+fn drop_path(x: Tensor<4>, rate: f32) -> Tensor<4> {
+    let keep = 1.0 - f64::from(rate);
+    let [batch, _, _, _] = x.dims();
+    let mask = Tensor::<4>::random([batch, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
+    x * mask.div_scalar(keep)
+}
+
 /// A copy of `bn` restricted to its first `channels` channels, with fresh parameter ids.
 fn narrow_norm(bn: &BatchNorm, channels: usize) -> BatchNorm {
-    let narrow = |tensor: Tensor<1>| tensor.narrow(0, 0, channels);
+    let narrow = |tensor: Tensor<1>| tensor.narrow(0, 0, channels).detach();
     let mut out = bn.clone();
     out.gamma = Param::from_tensor(narrow(bn.gamma.val()));
     out.beta = Param::from_tensor(narrow(bn.beta.val()));
@@ -199,6 +209,10 @@ pub struct ElasticMbConv {
     /// Whether a residual connection applies (stride 1, in == out).
     #[module(skip)]
     pub residual: bool,
+    /// Stochastic depth: the probability of dropping the residual branch, per sample, in a
+    /// training forward (0 otherwise; never saved, see [`Backbone::set_drop_path`]).
+    #[module(skip)]
+    pub drop_path: f32,
 }
 
 impl ElasticMbConv {
@@ -235,6 +249,7 @@ impl ElasticMbConv {
             in_channels,
             stride,
             residual: stride == 1 && in_channels == out_channels,
+            drop_path: 0.0,
         }
     }
 
@@ -266,6 +281,7 @@ impl ElasticMbConv {
         let project = narrow_in(self.project.weight.val(), channels);
         let y = pointwise_norm_act(y, project, Some(gate), &self.bn_project[index], false);
         match shortcut {
+            Some(shortcut) if self.drop_path > 0.0 => drop_path(y, self.drop_path) + shortcut,
             Some(shortcut) => y + shortcut,
             None => y,
         }
@@ -330,6 +346,7 @@ impl ElasticMbConv {
             in_channels: self.in_channels,
             stride: self.stride,
             residual: self.residual,
+            drop_path: self.drop_path,
         }
     }
 
@@ -501,6 +518,18 @@ impl Backbone {
             stages.push(y.clone());
         }
         BackboneFeatures { stem, stages }
+    }
+
+    /// Stochastic depth for training: block `i` of the `n` blocks of the backbone (the MBConv1
+    /// stage counted) drops its residual branch with probability `rate * i / n`, as timm's
+    /// EfficientNet does; blocks without a residual connection are unaffected. `0` turns it
+    /// off; call that before evaluating a model that was trained with it.
+    pub fn set_drop_path(&mut self, rate: f32) {
+        let total = self.first_stage.len() + self.stages.iter().map(Vec::len).sum::<usize>();
+        let first = self.first_stage.len();
+        for (offset, block) in self.stages.iter_mut().flatten().enumerate() {
+            block.drop_path = rate * (first + offset) as f32 / total as f32;
+        }
     }
 
     /// [`ElasticMbConv::inherit_norms_from_largest`] on every elastic block.

@@ -157,6 +157,12 @@ impl EfficientDet {
         Anchors::new(&self.config)
     }
 
+    /// Stochastic depth of the backbone's residual blocks for training (see
+    /// [`crate::backbone::Backbone::set_drop_path`]); 0 turns it off.
+    pub fn set_drop_path(&mut self, rate: f32) {
+        self.backbone.set_drop_path(rate);
+    }
+
     /// Starts every smaller subnet's private backbone norms from the full network's (see
     /// [`crate::backbone::ElasticMbConv::inherit_norms_from_largest`]); used when a supernet
     /// stage starts from a standalone detector.

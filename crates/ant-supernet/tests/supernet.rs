@@ -106,23 +106,19 @@ fn should_use_private_norms_per_ratio() {
 
 #[test]
 fn should_start_smaller_ratios_norms_from_the_largest() {
-    let device = Device::flex();
+    // On the autodiff device, as the supernet stage does it (parameters must stay leaves).
+    let device = Device::flex().autodiff();
     let mut model = randomised_model(&device);
-    let input = Tensor::<4>::random([1, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
-    let largest = |model: &EfficientDet| {
-        let features = model
-            .forward_backbone(input.clone(), &SubnetArch::LARGEST)
-            .unwrap();
-        features.stages[6].clone()
-    };
-    let before = largest(&model);
-    model.inherit_norms_from_largest();
-    assert_eq!(
-        max_abs(before, largest(&model)),
-        0.0,
-        "the largest is untouched"
-    );
     let values = |tensor: Tensor<1>| tensor.into_data().iter::<f32>().collect::<Vec<_>>();
+    let largest_gammas = |model: &EfficientDet| -> Vec<Vec<f32>> {
+        let blocks = model.backbone.stages.iter().flatten();
+        blocks
+            .map(|block| values(block.bn_expand.last().unwrap().gamma.val()))
+            .collect()
+    };
+    let before = largest_gammas(&model);
+    model.inherit_norms_from_largest();
+    assert_eq!(before, largest_gammas(&model), "the largest is untouched");
     for block in model.backbone.stages.iter().flatten() {
         let last = block.ratios.len() - 1;
         for (index, ratio) in block.ratios.iter().enumerate() {
@@ -148,6 +144,7 @@ fn should_start_smaller_ratios_norms_from_the_largest() {
         }
     }
     // Every subnet still runs (the inherited shapes line up).
+    let input = Tensor::<4>::random([2, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
     let output = model.forward(input, &SubnetArch::SMALLEST).unwrap();
     assert!(
         output.class[0]
@@ -156,6 +153,47 @@ fn should_start_smaller_ratios_norms_from_the_largest() {
             .iter::<f32>()
             .all(f32::is_finite)
     );
+}
+
+#[test]
+fn should_drop_whole_residual_branches_per_sample_in_training_only() {
+    let device = Device::flex().autodiff();
+    let mut model = EfficientDet::init(&small_config(), &device);
+    let input = Tensor::<4>::random([16, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let arch = SubnetArch::LARGEST;
+    let stage = |model: &EfficientDet| {
+        model.forward_backbone(input.clone(), &arch).unwrap().stages[6].clone()
+    };
+    let reference = stage(&model);
+    assert_eq!(
+        max_abs(reference.clone(), stage(&model)),
+        0.0,
+        "deterministic at 0"
+    );
+    model.set_drop_path(0.9);
+    let rates: Vec<f32> = model
+        .backbone
+        .stages
+        .iter()
+        .flatten()
+        .map(|block| block.drop_path)
+        .collect();
+    assert!(rates.windows(2).all(|pair| pair[0] < pair[1]), "{rates:?}");
+    assert!(rates[0] > 0.0 && *rates.last().unwrap() < 0.9);
+    let dropped = stage(&model);
+    let per_sample = (dropped - reference.clone())
+        .abs()
+        .sum_dim(1)
+        .sum_dim(2)
+        .sum_dim(3);
+    let changed = per_sample
+        .into_data()
+        .iter::<f32>()
+        .filter(|difference| *difference > 1e-4)
+        .count();
+    assert!(changed > 0, "some samples lose branches");
+    model.set_drop_path(0.0);
+    assert_eq!(max_abs(reference, stage(&model)), 0.0, "off again");
 }
 
 #[test]

@@ -108,8 +108,9 @@ pub struct StageSettings {
     pub momentum: f64,
     /// L2 weight decay (applied to every parameter, as Burn's SGD does).
     pub weight_decay: f32,
-    /// Stochastic depth rate of the paper's recipe. Recorded, not applied: the supernet
-    /// backbone has no drop-path layer (a warning says so when it is non-zero).
+    /// Stochastic depth rate of the backbone's residual blocks (timm's linear rule: block `i`
+    /// of `n` drops with `rate * i / n`), in stages 0 and 1; the joint stage ignores it (its
+    /// golden features come from the same network) and warns.
     pub drop_path: f32,
 }
 

@@ -38,10 +38,13 @@ use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
 use crate::schedule::LrSchedule;
-use crate::trainer::{RunOptions, epoch_order, optimizer, steps_per_epoch};
+use crate::trainer::{RunOptions, epoch_order, optimizer, step_seed, steps_per_epoch};
 
 /// The stage directory name.
 pub const JOINT_STAGE: &str = "stage2-joint";
+
+/// The joint stage's index in per-step seeds (stages 0 and 1 are 0 and 1).
+const JOINT_STAGE_INDEX: u64 = 2;
 
 /// The detector and its temporal modules, optimised together.
 #[derive(Module, Debug)]
@@ -155,6 +158,14 @@ pub fn train_joint(
         }
     };
     let mut model = model.freeze_stem();
+    if settings.stage.drop_path > 0.0 {
+        // The golden features come from the full network of the same detector, and must be
+        // deterministic targets.
+        tracing::warn!(
+            drop_path = settings.stage.drop_path,
+            "drop path is not applied in the joint stage (its golden features would be noisy)"
+        );
+    }
     let full_gmac = model.detector.cost(&SubnetArch::LARGEST).total.macs as f64 / 1e9;
     let target_gmac = (settings.target_gmac_fraction * full_gmac) as f32;
     let mut log = MetricsLog::open(&options.run_dir, JOINT_STAGE, state.global_step)?;
@@ -188,6 +199,9 @@ pub fn train_joint(
         let mut gmac_sum = 0f64;
         for batch_index in 0..steps {
             let step = state.global_step;
+            // The Gumbel noise of the gates is drawn from the device's generator: seeding it
+            // per step makes a resumed joint run draw what an uninterrupted one does.
+            device.seed(step_seed(config.seed, JOINT_STAGE_INDEX, step));
             let items: Vec<ClipRef> = (0..stage.batch_size)
                 .map(|offset| order[(batch_index * stage.batch_size + offset) % order.len()])
                 .map(|index| clips.get(index).expect("clip datasets never fail get"))

@@ -210,6 +210,13 @@ pub fn sandwich_archs(random: usize, seed: u64, step: usize) -> Vec<SubnetArch> 
     archs
 }
 
+/// The seed of the device's generator for one training step of a stage (stages 0, 1 and the
+/// joint stage 2).
+pub fn step_seed(seed: u64, stage: u64, step: usize) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (stage << 56) ^ (step as u64) ^ 0x5eed);
+    rng.random()
+}
+
 /// The shuffled frame order of an epoch.
 pub fn epoch_order(len: usize, seed: u64, stage: Stage, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
@@ -332,12 +339,6 @@ pub fn train_stage(
     let settings = stage_settings(config, stage);
     let stage_dir = options.run_dir.join(stage.name());
     let device = options.device.clone().autodiff();
-    if settings.drop_path > 0.0 {
-        tracing::warn!(
-            drop_path = settings.drop_path,
-            "drop path is not applied: the supernet backbone has no stochastic-depth layer"
-        );
-    }
     let steps = steps_per_epoch(data.dataset.len(), settings);
     let schedule = LrSchedule::for_stage(settings, steps);
     let mut optim = optimizer(settings);
@@ -385,6 +386,9 @@ pub fn train_stage(
             },
         ),
     };
+    // Stochastic depth is a training-time property of the blocks, never saved: set it on the
+    // fresh or resumed model, clear it on the returned one.
+    model.set_drop_path(settings.drop_path);
     let mut log = MetricsLog::open(&options.run_dir, stage.name(), state.global_step)?;
     let anchors = Anchors::new(&model.config);
     let loss_config: LossConfig = config.loss.into();
@@ -409,6 +413,9 @@ pub fn train_stage(
         let mut images_seen = 0usize;
         for batch_index in 0..steps {
             let step = state.global_step;
+            // Everything the step draws from the device's generator (drop-path masks) is a
+            // function of (seed, stage, step), so a resumed run draws the same.
+            device.seed(step_seed(config.seed, stage.index(), step));
             let items: Vec<FrameRef> = (0..settings.batch_size)
                 .map(|offset| order[(batch_index * settings.batch_size + offset) % order.len()])
                 .map(|index| {
@@ -514,6 +521,7 @@ pub fn train_stage(
             save_checkpoint(&stage_dir, &model, &optim, &state)?
         }
     };
+    model.set_drop_path(0.0);
     Ok(StageOutcome {
         model: model.valid(),
         checkpoint,

@@ -1,6 +1,7 @@
-//! Resume exactness: a run stopped after its first epoch of each stage and resumed from the
-//! checkpoints ends with the same losses at every step and the same model as an uninterrupted
-//! run: bit-identical on the flex CPU backend (a backend with non-deterministic reductions
+//! Resume exactness: a run stopped after its first epoch of each stage (0, 1 and the joint
+//! stage 2, with drop path and Gumbel noise drawing from the device's generator) and resumed
+//! from the checkpoints ends with the same losses at every step and the same model as an
+//! uninterrupted run: bit-identical on the flex CPU backend (a backend with non-deterministic reductions
 //! would need a tolerance). A loss that turns non-finite stops training with an error naming
 //! the last good checkpoint, which stays intact.
 
@@ -8,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
-    DetracBatcher, FrameDataset, InputTransform, ReleaseLayout, Split, SynthConfig, load_split,
-    write_dataset,
+    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
+    Split, SynthConfig, load_split, write_dataset,
 };
 use ant_supernet::SubnetArch;
 use ant_train::checkpoint::load_model;
 use ant_train::metrics::read_epochs;
+use ant_train::joint::{JOINT_STAGE, train_joint};
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -37,6 +39,12 @@ fn small_config() -> TrainConfig {
         "supernet.epochs=2",
         "supernet.batch_size=2",
         "supernet.max_steps_per_epoch=2",
+        "standalone.drop_path=0.3",
+        "supernet.drop_path=0.3",
+        "joint.epochs=2",
+        "joint.batch_size=2",
+        "joint.max_steps_per_epoch=1",
+        "joint.residual_fusion=true",
     ]
     .map(String::from);
     TrainConfig::load(&path, &overrides).unwrap()
@@ -73,6 +81,9 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
         .unwrap(),
         batcher: DetracBatcher::new(InputTransform::new(128, 128)),
     };
+    let clips = ClipDataset::new(&sequences, ClipDatasetConfig::consecutive(3))
+        .unwrap()
+        .with_color_jitter(0.2);
     let options = |name: &str, resume: bool, stop: Option<usize>| RunOptions {
         run_dir: root.join(name),
         device: Device::flex(),
@@ -101,13 +112,30 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
             &options(name, resume, stop),
         )
         .unwrap();
-        stage1.finished.then_some(stage1.checkpoint)
+        if !stage1.finished {
+            return None;
+        }
+        let joint = train_joint(
+            &config,
+            &stage1.checkpoint.join("model.bpk"),
+            &clips,
+            &data.batcher,
+            &options(name, resume, stop),
+        )
+        .unwrap();
+        joint.finished.then_some(stage1.checkpoint)
     };
     let whole = run("whole", false, None).expect("an uninterrupted run finishes");
-    // "Kill" after one epoch of stage 0, resume; then stop after one epoch of stage 1, resume.
+    // "Kill" after one epoch of each stage and resume.
     assert!(run("killed", false, Some(1)).is_none());
     assert!(run("killed", true, Some(1)).is_none());
+    assert!(run("killed", true, Some(1)).is_none());
     let resumed = run("killed", true, None).expect("the resumed run finishes");
+    let joint_steps = |name: &str| {
+        std::fs::read_to_string(root.join(name).join(JOINT_STAGE).join("steps.csv")).unwrap()
+    };
+    assert_eq!(joint_steps("whole"), joint_steps("killed"), "joint steps");
+    assert_eq!(joint_steps("whole").lines().count(), 3, "header and two steps");
 
     for stage in [Stage::Standalone, Stage::Supernet] {
         assert_eq!(
@@ -125,7 +153,7 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
             .collect()
     };
     assert_eq!(losses("whole"), losses("killed"));
-    assert_eq!(losses("whole").len(), 4);
+    assert_eq!(losses("whole").len(), 6);
 
     let device = Device::flex();
     let a = load_model(&whole, &device).unwrap();
