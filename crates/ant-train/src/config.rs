@@ -79,6 +79,10 @@ pub struct DataSettings {
     pub color_jitter: f32,
 }
 
+fn sgd() -> String {
+    "sgd".to_string()
+}
+
 fn unit_zoom() -> f32 {
     1.0
 }
@@ -104,6 +108,10 @@ pub struct StageSettings {
     pub warmup_steps: usize,
     /// Learning rate factor at step 0 of the warm-up.
     pub warmup_factor: f64,
+    /// `sgd` (the paper's; the default when absent) or `adamw` (Adam with decoupled weight
+    /// decay `weight_decay`; `momentum` is unused).
+    #[serde(default = "sgd")]
+    pub optimizer: String,
     /// SGD momentum (dampening is 0, as in PyTorch).
     pub momentum: f64,
     /// L2 weight decay (applied to every parameter, as Burn's SGD does).
@@ -312,6 +320,12 @@ impl TrainConfig {
             if !(stage.lr.is_finite() && stage.lr > 0.0) {
                 return invalid(format!("{name}.lr must be positive"));
             }
+            if !matches!(stage.optimizer.as_str(), "sgd" | "adamw") {
+                return invalid(format!(
+                    "{name}.optimizer {:?}: expected \"sgd\" or \"adamw\"",
+                    stage.optimizer
+                ));
+            }
             if stage.max_steps_per_epoch == Some(0) {
                 return invalid(format!("{name}.max_steps_per_epoch must be at least 1"));
             }
@@ -372,5 +386,15 @@ mod tests {
         assert!(matches!(error, TrainError::BadOverride { .. }), "{error}");
         let error = TrainConfig::load(&path, &["standalone.epochs=x".to_string()]).unwrap_err();
         assert!(matches!(error, TrainError::Json { .. }), "{error}");
+    }
+
+    #[test]
+    fn should_accept_sgd_or_adamw_and_name_anything_else() {
+        let path = configs_dir().join("default.json");
+        let adamw = ["supernet.optimizer=\"adamw\"".to_string()];
+        TrainConfig::load(&path, &adamw).unwrap();
+        let adam = ["joint.optimizer=adam".to_string()];
+        let error = TrainConfig::load(&path, &adam).unwrap_err();
+        assert!(error.to_string().contains("joint.optimizer"), "{error}");
     }
 }

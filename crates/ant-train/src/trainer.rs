@@ -35,7 +35,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -125,8 +125,14 @@ pub struct StageOutcome {
     pub finished: bool,
 }
 
-/// The stage's optimizer: SGD with PyTorch momentum semantics (dampening 0) and L2 decay.
+/// The stage's optimizer: SGD with PyTorch momentum semantics (dampening 0) and L2 decay, or
+/// AdamW with decoupled decay (`optimizer: "adamw"`).
 pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
+    if stage.optimizer == "adamw" {
+        return AdamWConfig::new()
+            .with_weight_decay(stage.weight_decay)
+            .init();
+    }
     let momentum = (stage.momentum > 0.0).then_some(MomentumConfig {
         momentum: stage.momentum,
         dampening: 0.0,
