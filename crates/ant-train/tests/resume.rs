@@ -14,8 +14,8 @@ use ant_detrac::{
 };
 use ant_supernet::SubnetArch;
 use ant_train::checkpoint::load_model;
-use ant_train::metrics::read_epochs;
 use ant_train::joint::{JOINT_STAGE, train_joint};
+use ant_train::metrics::read_epochs;
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -135,7 +135,11 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
         std::fs::read_to_string(root.join(name).join(JOINT_STAGE).join("steps.csv")).unwrap()
     };
     assert_eq!(joint_steps("whole"), joint_steps("killed"), "joint steps");
-    assert_eq!(joint_steps("whole").lines().count(), 3, "header and two steps");
+    assert_eq!(
+        joint_steps("whole").lines().count(),
+        3,
+        "header and two steps"
+    );
 
     for stage in [Stage::Standalone, Stage::Supernet] {
         assert_eq!(
