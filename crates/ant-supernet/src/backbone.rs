@@ -346,7 +346,8 @@ impl ElasticMbConv {
             in_channels: self.in_channels,
             stride: self.stride,
             residual: self.residual,
-            drop_path: self.drop_path,
+            // An extracted subnet is for inference.
+            drop_path: 0.0,
         }
     }
 
