@@ -19,6 +19,8 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     let overrides = [
         format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
         "data.test_frame_step=4".into(),
+        "data.synth_sequences=12".into(),
+        "data.synth_frames=8".into(),
         "model.image_size=128".into(),
         "standalone.epochs=1".into(),
         "standalone.max_steps_per_epoch=2".into(),
@@ -37,7 +39,7 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
         progress: false,
         stop_after_epochs: None,
     };
-    // The synthetic set is generated because data.root is missing (30 sequences x 16 frames).
+    // The synthetic set is generated because data.root is missing (12 sequences x 8 frames).
     let outcome = run_pipeline(&config, &options).unwrap();
     let names: Vec<&str> = outcome
         .summary
