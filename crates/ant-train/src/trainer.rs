@@ -16,10 +16,11 @@
 //!   ratio's norms into the smaller ratios' (stage 0 never trained those).
 //!
 //! Reproducibility: the data order of epoch `e` is a ChaCha8 shuffle seeded by `(seed, stage,
-//! e)`, the flips are drawn by the dataset from `(seed, e)`, the random subnets of step `s`
-//! from `(seed, s)`, the learning rate is a function of `s`; model, optimizer moments and the
-//! step counter are in the checkpoint. A resumed run therefore takes the same steps as an
-//! uninterrupted one.
+//! e)`, flips and colour jitter are drawn by the dataset from `(seed, e, item)`, the random
+//! subnets of step `s` from `(seed, s)`, the device's generator (drop-path masks) is re-seeded
+//! from `(seed, stage, s)` before the step, the learning rate is a function of `s`; model,
+//! optimizer state and the step counter are in the checkpoint. A resumed run therefore takes
+//! the same steps as an uninterrupted one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
