@@ -112,6 +112,10 @@ pub struct StageSettings {
     /// decay `weight_decay`; `momentum` is unused).
     #[serde(default = "sgd")]
     pub optimizer: String,
+    /// Clip each parameter's gradient to this L2 norm before the update (Burn's
+    /// `GradientClippingConfig::Norm`); absent or `null`: no clipping.
+    #[serde(default)]
+    pub grad_clip_norm: Option<f32>,
     /// SGD momentum (dampening is 0, as in PyTorch).
     pub momentum: f64,
     /// L2 weight decay (applied to every parameter, as Burn's SGD does).
@@ -326,6 +330,9 @@ impl TrainConfig {
                     stage.optimizer
                 ));
             }
+            if stage.grad_clip_norm.is_some_and(|norm| !(norm.is_finite() && norm > 0.0)) {
+                return invalid(format!("{name}.grad_clip_norm must be positive"));
+            }
             if stage.max_steps_per_epoch == Some(0) {
                 return invalid(format!("{name}.max_steps_per_epoch must be at least 1"));
             }
@@ -396,5 +403,17 @@ mod tests {
         let adam = ["joint.optimizer=adam".to_string()];
         let error = TrainConfig::load(&path, &adam).unwrap_err();
         assert!(error.to_string().contains("joint.optimizer"), "{error}");
+    }
+
+    #[test]
+    fn should_accept_a_positive_gradient_clip_and_name_a_bad_one() {
+        let path = configs_dir().join("default.json");
+        let clip = ["supernet.grad_clip_norm=0.5".to_string()];
+        let config = TrainConfig::load(&path, &clip).unwrap();
+        assert_eq!(config.supernet.stage.grad_clip_norm, Some(0.5));
+        assert_eq!(config.standalone.grad_clip_norm, None);
+        let bad = ["joint.grad_clip_norm=-1".to_string()];
+        let error = TrainConfig::load(&path, &bad).unwrap_err();
+        assert!(error.to_string().contains("joint.grad_clip_norm"), "{error}");
     }
 }

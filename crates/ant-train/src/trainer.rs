@@ -36,6 +36,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
+use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -129,9 +130,11 @@ pub struct StageOutcome {
 /// The stage's optimizer: SGD with PyTorch momentum semantics (dampening 0) and L2 decay, or
 /// AdamW with decoupled decay (`optimizer: "adamw"`).
 pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
+    let clipping = stage.grad_clip_norm.map(GradientClippingConfig::Norm);
     if stage.optimizer == "adamw" {
         return AdamWConfig::new()
             .with_weight_decay(stage.weight_decay)
+            .with_grad_clipping(clipping)
             .init();
     }
     let momentum = (stage.momentum > 0.0).then_some(MomentumConfig {
@@ -145,6 +148,7 @@ pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
     SgdConfig::new()
         .with_momentum(momentum)
         .with_weight_decay(weight_decay)
+        .with_gradient_clipping(clipping)
         .init()
 }
 
