@@ -330,7 +330,10 @@ impl TrainConfig {
                     stage.optimizer
                 ));
             }
-            if stage.grad_clip_norm.is_some_and(|norm| !(norm.is_finite() && norm > 0.0)) {
+            if stage
+                .grad_clip_norm
+                .is_some_and(|norm| !(norm.is_finite() && norm > 0.0))
+            {
                 return invalid(format!("{name}.grad_clip_norm must be positive"));
             }
             if stage.max_steps_per_epoch == Some(0) {
@@ -414,6 +417,9 @@ mod tests {
         assert_eq!(config.standalone.grad_clip_norm, None);
         let bad = ["joint.grad_clip_norm=-1".to_string()];
         let error = TrainConfig::load(&path, &bad).unwrap_err();
-        assert!(error.to_string().contains("joint.grad_clip_norm"), "{error}");
+        assert!(
+            error.to_string().contains("joint.grad_clip_norm"),
+            "{error}"
+        );
     }
 }
