@@ -33,10 +33,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
-    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, LoadedSequence,
-    ReleaseLayout, Split, load_frame, load_split,
+    DetracBatcher, InputTransform, LoadedSequence, ReleaseLayout, Split, load_frame, load_split,
 };
 use ant_metrics::{
     Detection, EvalParams, IgnorePolicy, detections_to_json_string, evaluate_detrac,
@@ -57,8 +55,9 @@ use crate::eval::{EvalGroundTruth, MethodSummary, Summary, push_frame_detections
 use crate::joint::{JOINT_STAGE, JointModel, calibration_clips, load_joint, recalibrate_joint};
 use crate::latency::{LatencyKey, LatencyTable, median, pareto_front};
 use crate::norms::recalibrate_norms;
+use crate::pipeline::{training_clips, training_frames};
 use crate::plot::{Series, scatter_svg};
-use crate::trainer::{Stage, TrainData, calibration_batches, checkpoint_model};
+use crate::trainer::{Stage, calibration_batches, checkpoint_model};
 
 /// The default adaptive thresholds (normalised L1 stem deviation; see `ant-scheduler`).
 ///
@@ -732,17 +731,7 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
     let size = config.model.image_size;
     let batcher = DetracBatcher::new(InputTransform::new(size as u32, size as u32));
     let calibration = if recalibrate {
-        let data = TrainData {
-            dataset: FrameDataset::new(
-                &train_sequences,
-                FrameDatasetConfig {
-                    frame_step: config.data.train_frame_step,
-                    flip_probability: config.data.flip_probability,
-                    seed: config.seed,
-                },
-            )?,
-            batcher,
-        };
+        let data = training_frames(config, &train_sequences)?;
         calibration_batches(
             &data,
             config.eval.recalibration_batches,
@@ -998,16 +987,7 @@ fn load_recalibrated_joint(
         return Ok(joint);
     }
     let settings = &config.joint;
-    let clips = ClipDataset::new(
-        inputs.train_sequences,
-        ClipDatasetConfig {
-            clip_len: settings.clip_len,
-            frame_gap: 1,
-            clip_step: settings.clip_len as u32,
-            flip_probability: config.data.flip_probability,
-            seed: config.seed,
-        },
-    )?;
+    let clips = training_clips(config, inputs.train_sequences)?;
     let pairs = calibration_clips(
         &clips,
         &inputs.batcher,

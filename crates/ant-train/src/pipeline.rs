@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
-    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
-    Split, SynthConfig, SynthSummary, load_split, write_dataset,
+    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, LoadedSequence,
+    ReleaseLayout, Split, SynthConfig, SynthSummary, load_split, write_dataset,
 };
 use ant_supernet::SubnetArch;
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,43 @@ pub fn prepare_data(config: &TrainConfig) -> Result<ReleaseLayout> {
     Ok(ReleaseLayout::new(root.clone()))
 }
 
+/// The training frames of stages 0 and 1 and their batcher, as the config asks (frame step,
+/// flips, colour jitter, input size). Calibration batches read the same items without the
+/// augmentation.
+pub fn training_frames(config: &TrainConfig, sequences: &[LoadedSequence]) -> Result<TrainData> {
+    let size = config.model.image_size as u32;
+    Ok(TrainData {
+        dataset: FrameDataset::new(
+            sequences,
+            FrameDatasetConfig {
+                frame_step: config.data.train_frame_step,
+                flip_probability: config.data.flip_probability,
+                seed: config.seed,
+            },
+        )?
+        .with_color_jitter(config.data.color_jitter),
+        batcher: DetracBatcher::new(InputTransform::new(size, size)),
+    })
+}
+
+/// The training clips of the joint stage: non-overlapping runs of `joint.clip_len`
+/// consecutive frames (the fixed 1-in-`clip_len` key-frame schedule), flipped and jittered
+/// per clip.
+pub fn training_clips(config: &TrainConfig, sequences: &[LoadedSequence]) -> Result<ClipDataset> {
+    let clip_len = config.joint.clip_len;
+    Ok(ClipDataset::new(
+        sequences,
+        ClipDatasetConfig {
+            clip_len,
+            frame_gap: 1,
+            clip_step: clip_len as u32,
+            flip_probability: config.data.flip_probability,
+            seed: config.seed,
+        },
+    )?
+    .with_color_jitter(config.data.color_jitter))
+}
+
 /// Runs stages 0 and 1 (as enabled), evaluates and writes `summary.json`.
 pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<PipelineOutcome> {
     let run_dir = &options.run_dir;
@@ -105,19 +142,7 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
     let layout = prepare_data(config)?;
     let train_sequences = load_split(&layout, Split::Train)?;
     let test_sequences = load_split(&layout, Split::Test)?;
-    let size = config.model.image_size as u32;
-    let data = TrainData {
-        dataset: FrameDataset::new(
-            &train_sequences,
-            FrameDatasetConfig {
-                frame_step: config.data.train_frame_step,
-                flip_probability: config.data.flip_probability,
-                seed: config.seed,
-            },
-        )?
-        .with_color_jitter(config.data.color_jitter),
-        batcher: DetracBatcher::new(InputTransform::new(size, size)),
-    };
+    let data = training_frames(config, &train_sequences)?;
     seconds.push(("data".to_string(), started.elapsed().as_secs_f64()));
 
     let calibration = calibration_batches(
@@ -208,17 +233,7 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         })?;
         let started = std::time::Instant::now();
         let joint = &config.joint;
-        let clips = ClipDataset::new(
-            &train_sequences,
-            ClipDatasetConfig {
-                clip_len: joint.clip_len,
-                frame_gap: 1,
-                clip_step: joint.clip_len as u32,
-                flip_probability: config.data.flip_probability,
-                seed: config.seed,
-            },
-        )?
-        .with_color_jitter(config.data.color_jitter);
+        let clips = training_clips(config, &train_sequences)?;
         let outcome = train_joint(config, &init, &clips, &data.batcher, options)?;
         seconds.push((JOINT_STAGE.into(), started.elapsed().as_secs_f64()));
         let started = std::time::Instant::now();
