@@ -15,11 +15,11 @@
 
 use std::time::{Duration, Instant};
 
-use ant_benches::random_input;
+use ant_benches::{D0Temporal, bench_size};
+use ant_supernet::SubnetArch;
 use ant_supernet::arch::MAX_RATIO;
-use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
 use ant_temporal::gate::argmax_rows;
-use ant_temporal::{AntDetector, AntTemporalConfig, Mode};
+use ant_temporal::{AntDetector, Mode};
 use burn::tensor::{Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -33,14 +33,12 @@ fn finish(tensor: Tensor<4>) -> f32 {
 
 fn eval_latency(c: &mut Criterion) {
     let device = Device::flex();
-    let size: usize = std::env::var("ANT_BENCH_SIZE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(512);
-    let config = EfficientDetConfig::d0(4).with_image_size(size);
-    let model = EfficientDet::init(&config, &device);
-    let temporal = AntTemporalConfig::new().init(&config.backbone, &device);
-    let input = random_input(size, &device);
+    let size = bench_size();
+    let D0Temporal {
+        model,
+        temporal,
+        input,
+    } = D0Temporal::new(size, &device);
     let features = model
         .forward_backbone(input.clone(), &SubnetArch::LARGEST)
         .expect("the full network is valid")

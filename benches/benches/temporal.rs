@@ -5,9 +5,9 @@
 //! between "non-key" and "static" at the same width are the fusion overhead. Random weights:
 //! latency does not depend on them. Reported in docs/temporal.md.
 
-use ant_benches::random_input;
-use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
-use ant_temporal::{AntDetector, AntTemporalConfig, Mode};
+use ant_benches::{D0Temporal, bench_size};
+use ant_supernet::SubnetArch;
+use ant_temporal::{AntDetector, Mode};
 use burn::tensor::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -16,14 +16,12 @@ const NEVER: usize = 1 << 40;
 
 fn temporal_frames(c: &mut Criterion) {
     let device = Device::flex();
-    let size: usize = std::env::var("ANT_BENCH_SIZE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(512);
-    let config = EfficientDetConfig::d0(4).with_image_size(size);
-    let model = EfficientDet::init(&config, &device);
-    let temporal = AntTemporalConfig::new().init(&config.backbone, &device);
-    let input = random_input(size, &device);
+    let size = bench_size();
+    let D0Temporal {
+        model,
+        temporal,
+        input,
+    } = D0Temporal::new(size, &device);
     let mut group = c.benchmark_group(format!("flex/ant_d0_{size}"));
     group.sample_size(10);
     let modes = [
