@@ -21,9 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use ant_detrac::{ClipDataset, ClipRef, DetracBatcher};
-use ant_supernet::{
-    AnchorTargets, Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss, label_anchors,
-};
+use ant_supernet::{Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss};
 use ant_temporal::{AntTemporal, AntTemporalConfig, GateSampling, forward_non_key, temporal_path};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -38,7 +36,9 @@ use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
 use crate::schedule::LrSchedule;
-use crate::trainer::{RunOptions, epoch_order, optimizer, step_seed, steps_per_epoch};
+use crate::trainer::{
+    RunOptions, check_finite, epoch_order, label_batch, optimizer, step_seed, steps_per_epoch,
+};
 
 /// The stage directory name.
 pub const JOINT_STAGE: &str = "stage2-joint";
@@ -225,19 +225,7 @@ pub fn train_joint(
             let mut total: Option<Tensor<1>> = None;
             let (mut detection_value, mut distill_value, mut gmac_value) = (0f32, 0f32, 0f32);
             for frame in &batch.steps[1..] {
-                let targets: Vec<AnchorTargets> = frame
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        label_anchors(
-                            &anchors,
-                            &t.boxes,
-                            &t.classes,
-                            &t.ignored_regions,
-                            &loss_config,
-                        )
-                    })
-                    .collect();
+                let targets = label_batch(&anchors, &frame.targets, &loss_config);
                 let output = forward_non_key(
                     &model.detector,
                     &model.temporal,
@@ -289,17 +277,7 @@ pub fn train_joint(
             }
             let total = total.expect("clips have non-key frames");
             let value: f32 = total.clone().into_scalar();
-            if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    stage: JOINT_STAGE.to_string(),
-                    epoch,
-                    step,
-                    value,
-                    last_good: checkpoint
-                        .as_ref()
-                        .map_or("none".to_string(), |p| p.display().to_string()),
-                });
-            }
+            check_finite(value, JOINT_STAGE, epoch, step, checkpoint.as_deref())?;
             let lr = schedule.lr_at(step);
             let grads = GradientsParams::from_grads(total.backward(), &model);
             model = optim.step(lr, model, grads);

@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ant_detrac::{DetracBatcher, FrameDataset, FrameRef};
+use ant_detrac::{DetracBatcher, FrameDataset, FrameRef, FrameTargets};
 use ant_supernet::{
     AnchorTargets, Anchors, EfficientDet, HeadOutputs, LossConfig, SubnetArch, detection_loss,
     label_anchors,
@@ -219,6 +219,47 @@ pub fn sandwich_archs(random: usize, seed: u64, step: usize) -> Vec<SubnetArch> 
         archs.push(SubnetArch::new(ratios).expect("ratios drawn in 1..=6"));
     }
     archs
+}
+
+/// The anchor targets of each image of a batch (stages 0-2 label the same way).
+pub fn label_batch(
+    anchors: &Anchors,
+    targets: &[FrameTargets],
+    loss_config: &LossConfig,
+) -> Vec<AnchorTargets> {
+    targets
+        .iter()
+        .map(|t| {
+            label_anchors(
+                anchors,
+                &t.boxes,
+                &t.classes,
+                &t.ignored_regions,
+                loss_config,
+            )
+        })
+        .collect()
+}
+
+/// The NaN guard of every training loop: a non-finite loss stops the stage with an error that
+/// names the last good checkpoint (which stays on disk untouched).
+pub fn check_finite(
+    value: f32,
+    stage: &str,
+    epoch: usize,
+    step: usize,
+    last_good: Option<&Path>,
+) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    Err(TrainError::NonFiniteLoss {
+        stage: stage.to_string(),
+        epoch,
+        step,
+        value,
+        last_good: last_good.map_or("none".to_string(), |p| p.display().to_string()),
+    })
 }
 
 /// The seed of the device's generator for one training step of a stage (stages 0, 1 and the
@@ -436,33 +477,11 @@ pub fn train_stage(
                 })
                 .collect();
             let batch = data.batcher.batch(items, &device)?;
-            let targets: Vec<AnchorTargets> = batch
-                .targets
-                .iter()
-                .map(|t| {
-                    label_anchors(
-                        &anchors,
-                        &t.boxes,
-                        &t.classes,
-                        &t.ignored_regions,
-                        &loss_config,
-                    )
-                })
-                .collect();
+            let targets = label_batch(&anchors, &batch.targets, &loss_config);
             let lr = schedule.lr_at(step);
             let loss = step_loss(&model, stage, config, batch.images, &targets, step, &device)?;
             let value: f32 = loss.total.clone().into_scalar();
-            if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    stage: stage.name().to_string(),
-                    epoch,
-                    step,
-                    value,
-                    last_good: checkpoint
-                        .as_ref()
-                        .map_or("none".to_string(), |p| p.display().to_string()),
-                });
-            }
+            check_finite(value, stage.name(), epoch, step, checkpoint.as_deref())?;
             let detection: f32 = loss.detection.into_scalar();
             let distill: f32 = loss.distill.map_or(0.0, |d| d.into_scalar());
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
