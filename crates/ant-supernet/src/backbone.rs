@@ -21,7 +21,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
@@ -157,13 +157,31 @@ impl DepthwiseSeparable {
 }
 
 /// Drops the residual branch `x` of each sample with probability `rate` and scales the kept
-/// ones by `1 / (1 - rate)` (timm's `drop_path`). The mask comes from the device's generator,
-/// which the training loops re-seed every step.
-fn drop_path(x: Tensor<4>, rate: f32) -> Tensor<4> {
-    let keep = 1.0 - f64::from(rate);
+/// ones by `1 / (1 - rate)` (timm's `drop_path`). The mask is a function of `seed` alone (a
+/// host-side generator, not the device's): the training loops set a seed per step, block and
+/// data-parallel replica, so masks do not depend on which thread draws first.
+fn drop_path(x: Tensor<4>, rate: f32, seed: u64) -> Tensor<4> {
+    let keep = 1.0 - rate;
     let [batch, _, _, _] = x.dims();
-    let mask = Tensor::<4>::random([batch, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
-    x * mask.div_scalar(keep)
+    let mask: Vec<f32> = (0..batch as u64)
+        .map(|sample| {
+            let draw = splitmix64(seed ^ splitmix64(sample));
+            // The top 24 bits as a uniform number in [0, 1).
+            let uniform = (draw >> 40) as f32 / (1u64 << 24) as f32;
+            if uniform < keep { 1.0 / keep } else { 0.0 }
+        })
+        .collect();
+    let mask = Tensor::<1>::from_data(TensorData::new(mask, [batch]), &x.device())
+        .reshape([batch, 1, 1, 1]);
+    x * mask
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `value`.
+fn splitmix64(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A copy of `bn` restricted to its first `channels` channels, with fresh parameter ids.
@@ -213,6 +231,9 @@ pub struct ElasticMbConv {
     /// training forward (0 otherwise; never saved, see [`Backbone::set_drop_path`]).
     #[module(skip)]
     pub drop_path: f32,
+    /// The seed of this block's drop-path masks (see [`Backbone::set_drop_path_seed`]).
+    #[module(skip)]
+    pub drop_seed: u64,
 }
 
 impl ElasticMbConv {
@@ -250,6 +271,7 @@ impl ElasticMbConv {
             stride,
             residual: stride == 1 && in_channels == out_channels,
             drop_path: 0.0,
+            drop_seed: 0,
         }
     }
 
@@ -281,7 +303,10 @@ impl ElasticMbConv {
         let project = narrow_in(self.project.weight.val(), channels);
         let y = pointwise_norm_act(y, project, Some(gate), &self.bn_project[index], false);
         match shortcut {
-            Some(shortcut) if self.drop_path > 0.0 => drop_path(y, self.drop_path) + shortcut,
+            Some(shortcut) if self.drop_path > 0.0 => {
+                let seed = self.drop_seed ^ splitmix64(ratio as u64);
+                drop_path(y, self.drop_path, seed) + shortcut
+            }
             Some(shortcut) => y + shortcut,
             None => y,
         }
@@ -348,6 +373,7 @@ impl ElasticMbConv {
             residual: self.residual,
             // An extracted subnet is for inference.
             drop_path: 0.0,
+            drop_seed: 0,
         }
     }
 
@@ -530,6 +556,15 @@ impl Backbone {
         let first = self.first_stage.len();
         for (offset, block) in self.stages.iter_mut().flatten().enumerate() {
             block.drop_path = rate * (first + offset) as f32 / total as f32;
+        }
+    }
+
+    /// Seeds the drop-path masks of the next forward passes: block `i` draws from a hash of
+    /// (`seed`, `i`, the ratio it runs at). The training loops call this every step (and with
+    /// a different seed per data-parallel replica), so a resumed run draws the same masks.
+    pub fn set_drop_path_seed(&mut self, seed: u64) {
+        for (index, block) in self.stages.iter_mut().flatten().enumerate() {
+            block.drop_seed = splitmix64(seed ^ splitmix64(index as u64 + 1));
         }
     }
 

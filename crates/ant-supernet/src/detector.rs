@@ -163,6 +163,11 @@ impl EfficientDet {
         self.backbone.set_drop_path(rate);
     }
 
+    /// Seeds the drop-path masks (see [`crate::backbone::Backbone::set_drop_path_seed`]).
+    pub fn set_drop_path_seed(&mut self, seed: u64) {
+        self.backbone.set_drop_path_seed(seed);
+    }
+
     /// Starts every smaller subnet's private backbone norms from the full network's (see
     /// [`crate::backbone::ElasticMbConv::inherit_norms_from_largest`]); used when a supernet
     /// stage starts from a standalone detector.
