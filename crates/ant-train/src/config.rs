@@ -83,6 +83,10 @@ fn sgd() -> String {
     "sgd".to_string()
 }
 
+fn one() -> usize {
+    1
+}
+
 fn unit_zoom() -> f32 {
     1.0
 }
@@ -217,6 +221,13 @@ pub struct TrainConfig {
     pub seed: u64,
     /// An effdet COCO checkpoint (`.pth`) to start stage 0 from, class head re-initialised.
     pub init: Option<PathBuf>,
+    /// Data-parallel replicas per training step of stages 0 and 1: each batch is split into
+    /// this many shards, each run forward and backward by its own copy of the model on its own
+    /// thread (the two cores of a laptop-class CPU); the gradients are summed, the batch-norm
+    /// running statistics averaged. 1 runs the batch in one piece. Batch-norm statistics are
+    /// per shard, as in PyTorch's DistributedDataParallel without SyncBatchNorm.
+    #[serde(default = "one")]
+    pub data_parallel: usize,
     /// The detector.
     pub model: ModelSettings,
     /// The data.
@@ -338,6 +349,21 @@ impl TrainConfig {
             }
             if stage.max_steps_per_epoch == Some(0) {
                 return invalid(format!("{name}.max_steps_per_epoch must be at least 1"));
+            }
+        }
+        if self.data_parallel == 0 {
+            return invalid("data_parallel must be at least 1".to_string());
+        }
+        for (name, stage) in [
+            ("standalone", &self.standalone),
+            ("supernet", &self.supernet.stage),
+        ] {
+            if stage.batch_size < self.data_parallel {
+                return invalid(format!(
+                    "{name}.batch_size {} is smaller than data_parallel {}: a replica would \
+                     get no images",
+                    stage.batch_size, self.data_parallel
+                ));
             }
         }
         if self.joint.clip_len < 2 {

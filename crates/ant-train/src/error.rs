@@ -29,6 +29,12 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// A data-parallel replica's thread panicked.
+    #[error("a data-parallel training thread failed: {message}")]
+    Worker {
+        /// The panic message.
+        message: String,
+    },
     /// A `key=value` override does not name a config field or its value has the wrong type.
     #[error("bad config override {text:?}: {reason}")]
     BadOverride {

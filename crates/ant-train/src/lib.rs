@@ -12,6 +12,7 @@
 //! - [`joint`]: stage 2, fusion modules and gates on clips (Gumbel gates, compute term).
 //! - [`trainer`]: the stage loops; [`checkpoint`]: atomic checkpoints; [`metrics`]: logs.
 //! - [`norms`]: batch-norm recalibration of a subnet before evaluation.
+//! - [`parallel`]: data-parallel steps, one model replica per shard and thread.
 //! - [`eval`]: AP/AP50/GMAC/ms of a subnet on a split, the summary JSON.
 //! - [`pipeline`]: data preparation, stages 0 and 1, evaluation, `summary.json`.
 //! - [`evaluation`]: `cargo xtask eval`, every method of Table 1 on a run, streamed; the static
@@ -27,6 +28,7 @@ pub mod joint;
 pub mod latency;
 pub mod metrics;
 pub mod norms;
+pub mod parallel;
 pub mod pipeline;
 pub mod plot;
 pub mod schedule;

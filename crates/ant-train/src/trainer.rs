@@ -17,8 +17,8 @@
 //!
 //! Reproducibility: the data order of epoch `e` is a ChaCha8 shuffle seeded by `(seed, stage,
 //! e)`, flips and colour jitter are drawn by the dataset from `(seed, e, item)`, the random
-//! subnets of step `s` from `(seed, s)`, the device's generator (drop-path masks) is re-seeded
-//! from `(seed, stage, s)` before the step, the learning rate is a function of `s`; model,
+//! subnets of step `s` from `(seed, s)`, the drop-path masks from `(seed, stage, s, replica)`
+//! (and the device's generator is re-seeded from `(seed, stage, s)`), the learning rate is a function of `s`; model,
 //! optimizer state and the step counter are in the checkpoint. A resumed run therefore takes
 //! the same steps as an uninterrupted one.
 
@@ -51,6 +51,8 @@ use crate::checkpoint::{
 use crate::config::{StageSettings, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
+use crate::norms::for_each_norm;
+use crate::parallel::{data_parallel_step, shard_ranges};
 use crate::schedule::LrSchedule;
 
 /// A training stage.
@@ -476,15 +478,50 @@ pub fn train_stage(
                         .expect("frame datasets never fail get")
                 })
                 .collect();
-            let batch = data.batcher.batch(items, &device)?;
-            let targets = label_batch(&anchors, &batch.targets, &loss_config);
             let lr = schedule.lr_at(step);
-            let loss = step_loss(&model, stage, config, batch.images, &targets, step, &device)?;
-            let value: f32 = loss.total.clone().into_scalar();
+            let drop_seed = step_seed(config.seed, stage.index(), step);
+            let (grads, (value, detection, distill)) = if config.data_parallel > 1 {
+                let batch_size = items.len();
+                let shards: Vec<Vec<FrameRef>> = shard_ranges(batch_size, config.data_parallel)
+                    .into_iter()
+                    .map(|range| items[range].to_vec())
+                    .collect();
+                let (grads, parts) = data_parallel_step(
+                    &mut model,
+                    |model, f| for_each_norm(model, f),
+                    shards,
+                    |index, replica, items: Vec<FrameRef>| {
+                        replica.set_drop_path_seed(drop_seed ^ (index as u64 + 1) << 48);
+                        let share = items.len() as f32 / batch_size as f32;
+                        let batch = data.batcher.batch(items, &device)?;
+                        let targets = label_batch(&anchors, &batch.targets, &loss_config);
+                        let loss =
+                            step_loss(replica, stage, config, batch.images, &targets, step, &device)?;
+                        let total = loss.total.mul_scalar(share);
+                        let parts = (
+                            total.clone().into_scalar::<f32>(),
+                            loss.detection.into_scalar::<f32>() * share,
+                            loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * share,
+                        );
+                        Ok((GradientsParams::from_grads(total.backward(), replica), parts))
+                    },
+                )?;
+                let sum = parts.iter().fold((0.0, 0.0, 0.0), |acc, p| {
+                    (acc.0 + p.0, acc.1 + p.1, acc.2 + p.2)
+                });
+                (grads, sum)
+            } else {
+                model.set_drop_path_seed(drop_seed);
+                let batch = data.batcher.batch(items, &device)?;
+                let targets = label_batch(&anchors, &batch.targets, &loss_config);
+                let loss = step_loss(&model, stage, config, batch.images, &targets, step, &device)?;
+                let value: f32 = loss.total.clone().into_scalar();
+                let detection: f32 = loss.detection.into_scalar();
+                let distill: f32 = loss.distill.map_or(0.0, |d| d.into_scalar());
+                let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+                (grads, (value, detection, distill))
+            };
             check_finite(value, stage.name(), epoch, step, checkpoint.as_deref())?;
-            let detection: f32 = loss.detection.into_scalar();
-            let distill: f32 = loss.distill.map_or(0.0, |d| d.into_scalar());
-            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = optim.step(lr, model, grads);
             state.global_step += 1;
             images_seen += settings.batch_size;

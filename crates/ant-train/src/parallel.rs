@@ -1,0 +1,163 @@
+//! Data-parallel training steps on one machine: a batch split into shards, one replica of the
+//! model per shard, each replica's forward and backward on its own thread.
+//!
+//! Burn's `flex` backend runs a training step on about one core of two (its kernels barely
+//! scale with threads at small batches), so on a laptop-class CPU the second core idles. A
+//! replica is the model's validation snapshot put back into training (`valid().train()`):
+//! same parameters and parameter ids, its own autodiff graph (Burn serialises the backward
+//! passes of graphs that share nodes) and its own batch-norm running-state cells. After the
+//! shards' backward passes, the gradients are summed in shard order and each norm's running
+//! statistics are set to the shard average, so the result does not depend on which thread
+//! finishes first. Batch statistics are per shard, as in PyTorch's `DistributedDataParallel`
+//! without `SyncBatchNorm`; the loss of shard `i` is weighted by its share of the batch, so
+//! the summed gradient is that of the batch mean.
+//!
+//! The replicas run on the master's device. Burn's multi-GPU route (`step_multi`, one device
+//! per replica) follows the same pattern; this crate does not implement it.
+
+use burn::module::{Module, ModuleMapper, Param, RunningState};
+use burn::nn::BatchNorm;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::error::{Result, TrainError};
+
+/// Visits every batch norm of a model, in a fixed order.
+pub type NormVisitor<M> = fn(&mut M, &mut dyn FnMut(&mut BatchNorm));
+
+/// Splits `0..len` into `parts` contiguous ranges whose lengths differ by at most one (the
+/// first ones are longer).
+pub fn shard_ranges(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, len.max(1));
+    let (base, extra) = (len / parts, len % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|index| {
+            let size = base + usize::from(index < extra);
+            let range = start..start + size;
+            start += size;
+            range
+        })
+        .collect()
+}
+
+/// The running statistics of every norm of a model, after flushing this thread's pending
+/// update (Burn's running state publishes a thread's last update lazily).
+fn running_statistics<M>(model: &mut M, norms: NormVisitor<M>) -> Vec<(TensorData, TensorData)> {
+    let mut statistics = Vec::new();
+    norms(model, &mut |norm| {
+        statistics.push((
+            norm.running_mean.value_sync().into_data(),
+            norm.running_var.value_sync().into_data(),
+        ));
+    });
+    statistics
+}
+
+/// Replaces the value of a running state (keeping its id) through Burn's module mapping.
+struct Replace(Option<TensorData>);
+
+impl ModuleMapper for Replace {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, _) = param.consume();
+        let data = self.0.take().expect("a running state holds one tensor");
+        Param::initialized(id, Tensor::from_data(data, &tensor.device()))
+    }
+}
+
+fn set_running(state: &mut RunningState<Tensor<1>>, values: &[TensorData]) {
+    let count = values.len() as f32;
+    let mut sum: Vec<f32> = values[0].iter::<f32>().collect();
+    for value in &values[1..] {
+        for (total, v) in sum.iter_mut().zip(value.iter::<f32>()) {
+            *total += v;
+        }
+    }
+    let len = sum.len();
+    let mean: Vec<f32> = sum.into_iter().map(|total| total / count).collect();
+    let mut replace = Replace(Some(TensorData::new(mean, [len])));
+    *state = state.clone().map(&mut replace);
+}
+
+/// One data-parallel step: `run(index, replica, shard)` computes shard `index`'s loss on its
+/// replica, runs the backward pass and returns the replica's gradients with whatever numbers
+/// the caller wants back. Shard 0 runs on the calling thread, the others on scoped threads.
+/// Returns the summed gradients and the per-shard numbers (in shard order); `model`'s
+/// batch-norm running statistics become the average of the replicas'.
+///
+/// # Errors
+/// The first shard's error (in shard order); a panicking shard becomes
+/// [`TrainError::Worker`].
+pub fn data_parallel_step<M, S, T, F>(
+    model: &mut M,
+    norms: NormVisitor<M>,
+    shards: Vec<S>,
+    run: F,
+) -> Result<(GradientsParams, Vec<T>)>
+where
+    M: Module,
+    S: Send,
+    T: Send,
+    F: Fn(usize, &mut M, S) -> Result<(GradientsParams, T)> + Sync,
+{
+    let work = |index: usize, mut replica: M, shard: S| {
+        let (grads, value) = run(index, &mut replica, shard)?;
+        let statistics = running_statistics(&mut replica, norms);
+        Ok::<_, TrainError>((grads, value, statistics))
+    };
+    let replicas: Vec<M> = shards.iter().map(|_| model.valid().train()).collect();
+    let mut jobs = replicas.into_iter().zip(shards).enumerate();
+    let (first_index, (first_replica, first_shard)) = jobs.next().expect("at least one shard");
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .map(|(index, (replica, shard))| {
+                let work = &work;
+                scope.spawn(move || work(index, replica, shard))
+            })
+            .collect();
+        let mut results = vec![work(first_index, first_replica, first_shard)];
+        for handle in handles {
+            results.push(handle.join().unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                Err(TrainError::Worker { message })
+            }));
+        }
+        results
+    });
+    let mut accumulator = GradientsAccumulator::new();
+    let mut values = Vec::with_capacity(results.len());
+    let mut statistics = Vec::with_capacity(results.len());
+    for result in results {
+        let (grads, value, stats) = result?;
+        accumulator.accumulate(model, grads);
+        values.push(value);
+        statistics.push(stats);
+    }
+    let mut index = 0;
+    norms(model, &mut |norm| {
+        let means: Vec<TensorData> = statistics.iter().map(|s| s[index].0.clone()).collect();
+        let vars: Vec<TensorData> = statistics.iter().map(|s| s[index].1.clone()).collect();
+        set_running(&mut norm.running_mean, &means);
+        set_running(&mut norm.running_var, &vars);
+        index += 1;
+    });
+    Ok((accumulator.grads(), values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_split_a_batch_into_near_equal_contiguous_shards() {
+        assert_eq!(shard_ranges(4, 2), vec![0..2, 2..4]);
+        assert_eq!(shard_ranges(5, 2), vec![0..3, 3..5]);
+        assert_eq!(shard_ranges(3, 3), vec![0..1, 1..2, 2..3]);
+        assert_eq!(shard_ranges(2, 4), vec![0..1, 1..2], "never an empty shard");
+        assert_eq!(shard_ranges(4, 1), vec![0..4]);
+    }
+}
