@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cost;
 pub mod detector;
+pub mod dwconv;
 pub mod error;
 pub mod fast;
 pub mod head;
