@@ -133,8 +133,7 @@ pub fn depthwise_norm_act(
 ) -> Tensor<4> {
     let device = x.device();
     if device.is_autodiff() || !(stride == 1 || stride == 2) {
-        let [_, channels, _, _] = x.dims();
-        let y = crate::nn::conv2d_same(x, weight, None, stride, channels);
+        let y = crate::dwconv::depthwise_conv2d_same(x, weight, stride);
         return norm_act(bn, y, activate);
     }
     let [batch, channels, height, width] = x.dims();
