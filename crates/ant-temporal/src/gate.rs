@@ -77,6 +77,14 @@ pub struct GumbelSample {
     pub choices: Vec<usize>,
 }
 
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `value`.
+fn splitmix64(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Row-wise argmax of `[batch, n]` scores, read back to the host.
 pub fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
     let [batch_size, _] = scores.dims();
@@ -102,22 +110,36 @@ pub fn one_hot_rows(choices: &[usize], num_choices: usize, device: &Device) -> T
 
 /// Samples a choice per row of `logits` with Gumbel noise at `temperature`:
 /// `y = softmax((logits + g) / temperature)`, `g = -ln(-ln u)`, `u ~ U(0, 1)` clamped to
-/// `[1e-6, 1 - 1e-6]` so the logs stay finite.
+/// `[1e-6, 1 - 1e-6]` so the logs stay finite. `u` comes from the device's generator, or,
+/// with `seed`, from a host-side hash of (`seed`, row, column).
 ///
 /// # Shapes
 /// `logits`: `[batch, n]`.
-pub fn gumbel_softmax(logits: Tensor<2>, temperature: f32, hard: bool) -> GumbelSample {
+pub fn gumbel_softmax(
+    logits: Tensor<2>,
+    temperature: f32,
+    hard: bool,
+    seed: Option<u64>,
+) -> GumbelSample {
     assert!(
         temperature > 0.0,
         "Gumbel-softmax temperature must be positive"
     );
     let [batch_size, num_choices] = logits.dims();
     let device = logits.device();
-    let uniform = Tensor::<2>::random(
-        [batch_size, num_choices],
-        Distribution::Uniform(0.0, 1.0),
-        &device,
-    )
+    let uniform = match seed {
+        None => Tensor::<2>::random(
+            [batch_size, num_choices],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        ),
+        Some(seed) => {
+            let values: Vec<f32> = (0..(batch_size * num_choices) as u64)
+                .map(|index| (splitmix64(seed ^ splitmix64(index)) >> 40) as f32 / (1u64 << 24) as f32)
+                .collect();
+            Tensor::from_data(TensorData::new(values, [batch_size, num_choices]), &device)
+        }
+    }
     .clamp(1e-6, 1.0 - 1e-6);
     let gumbel = uniform.log().neg().log().neg();
     let soft = softmax((logits + gumbel) / temperature, 1);
@@ -148,7 +170,7 @@ mod tests {
     fn should_give_one_hot_values_when_hard() {
         let device = Device::flex();
         let logits = Tensor::<2>::random([4, 6], Distribution::Default, &device);
-        let sample = gumbel_softmax(logits, 0.5, true);
+        let sample = gumbel_softmax(logits, 0.5, true, None);
         let values: Vec<f32> = sample.weights.into_data().try_to_vec().unwrap();
         for (row, &choice) in values.chunks(6).zip(&sample.choices) {
             for (index, &value) in row.iter().enumerate() {
@@ -165,7 +187,7 @@ mod tests {
     fn should_follow_dominant_logits_at_low_temperature() {
         let device = Device::flex();
         let logits = Tensor::<2>::from_data([[0.0, 0.0, 50.0, 0.0, 0.0, 0.0]], &device);
-        let sample = gumbel_softmax(logits, 0.1, false);
+        let sample = gumbel_softmax(logits, 0.1, false, None);
         assert_eq!(sample.choices, [2]);
     }
 
@@ -173,11 +195,28 @@ mod tests {
     fn should_pass_gradients_through_the_hard_sample() {
         let device = Device::flex().autodiff();
         let logits = Tensor::<2>::random([2, 6], Distribution::Default, &device).require_grad();
-        let sample = gumbel_softmax(logits.clone(), 1.0, true);
+        let sample = gumbel_softmax(logits.clone(), 1.0, true, Some(7));
         let target = Tensor::<2>::from_data([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; 2], &device);
         let grads = (sample.weights * target).sum().backward();
         let gradient = logits.grad(&grads).expect("logits get a gradient");
         let magnitude: f32 = gradient.abs().sum().into_scalar();
         assert!(magnitude > 0.0);
+    }
+
+    #[test]
+    fn should_draw_seeded_noise_reproducibly_and_evenly() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::zeros([600, 6], &device);
+        let first = gumbel_softmax(logits.clone(), 1.0, true, Some(11)).choices;
+        // Other draws from the device's generator in between change nothing.
+        let _ = Tensor::<2>::random([8, 8], Distribution::Default, &device);
+        assert_eq!(first, gumbel_softmax(logits.clone(), 1.0, true, Some(11)).choices);
+        assert_ne!(first, gumbel_softmax(logits, 1.0, true, Some(12)).choices);
+        let mut counts = [0usize; 6];
+        for choice in first {
+            counts[choice] += 1;
+        }
+        // Equal logits: each choice about 100 times of 600 (binomial sd ~9).
+        assert!(counts.iter().all(|&c| (60..140).contains(&c)), "{counts:?}");
     }
 }

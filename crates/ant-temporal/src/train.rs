@@ -37,6 +37,10 @@ pub enum GateSampling {
         temperature: f32,
         /// Straight-through one-hot (`true`) or soft weights (`false`).
         hard: bool,
+        /// Where the noise comes from: `None`, the device's generator; `Some(seed)`, a
+        /// host-side hash of (seed, stage, sample), which does not depend on what other
+        /// threads draw (data-parallel training).
+        seed: Option<u64>,
     },
     /// The argmax of the gate scores, as at inference.
     Argmax,
@@ -91,7 +95,11 @@ pub fn forward_clip_train(
         temporal,
         key,
         non_key,
-        GateSampling::Gumbel { temperature, hard },
+        GateSampling::Gumbel {
+            temperature,
+            hard,
+            seed: None,
+        },
         non_temporal,
     )
 }
@@ -164,8 +172,13 @@ pub fn forward_non_key(
         let logits = gate.forward(y.clone()); // [batch, 6]
         let probs = softmax(logits.clone(), 1);
         let (indices, weights, cost_weights) = match sampling {
-            GateSampling::Gumbel { temperature, hard } => {
-                let sample = gumbel_softmax(logits, temperature, hard);
+            GateSampling::Gumbel {
+                temperature,
+                hard,
+                seed,
+            } => {
+                let seed = seed.map(|seed| seed ^ ((stage as u64 + 1) << 40));
+                let sample = gumbel_softmax(logits, temperature, hard, seed);
                 (sample.choices, Some(sample.weights), probs.clone())
             }
             GateSampling::Argmax => {
