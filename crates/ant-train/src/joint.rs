@@ -20,14 +20,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ant_detrac::{ClipDataset, ClipRef, DetracBatcher};
+use ant_detrac::{ClipBatch, ClipDataset, ClipRef, DetracBatcher};
 use ant_supernet::{Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss};
 use ant_temporal::{AntTemporal, AntTemporalConfig, GateSampling, forward_non_key, temporal_path};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::nn::BatchNorm;
+use burn::tensor::{Device, Tensor};
 
 use crate::checkpoint::{
     TrainState, latest_checkpoint, load_optimizer, load_state, save_checkpoint_with,
@@ -35,6 +36,7 @@ use crate::checkpoint::{
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
+use crate::parallel::{data_parallel_step, shard_ranges};
 use crate::schedule::LrSchedule;
 use crate::trainer::{
     RunOptions, check_finite, epoch_order, label_batch, optimizer, step_seed, steps_per_epoch,
@@ -56,6 +58,15 @@ pub struct JointModel {
 }
 
 impl JointModel {
+    /// Calls `f` on every batch norm: the detector's, then each fusion module's two.
+    pub fn for_each_norm(&mut self, f: &mut dyn FnMut(&mut BatchNorm)) {
+        crate::norms::for_each_norm(&mut self.detector, &mut *f);
+        for fusion in &mut self.temporal.fusions {
+            f(&mut fusion.bn_pointwise);
+            f(&mut fusion.bn_depthwise);
+        }
+    }
+
     /// Freezes the stem (its convolution and batch norm get no gradient).
     pub fn freeze_stem(mut self) -> Self {
         self.detector.backbone.stem = self.detector.backbone.stem.no_grad();
@@ -105,6 +116,120 @@ pub fn load_joint(checkpoint: &Path, device: &burn::tensor::Device) -> Result<Jo
         device,
     )?;
     Ok(JointModel { detector, temporal })
+}
+
+/// What every shard of a joint step shares.
+struct ShardContext<'a> {
+    settings: &'a crate::config::JointSettings,
+    anchors: &'a Anchors,
+    loss_config: &'a LossConfig,
+    num_classes: usize,
+    temperature: f32,
+    target_gmac: f32,
+}
+
+/// The loss of a shard of clips and its parts as numbers (each weighted by the shard's share
+/// of the step's clips).
+struct ShardLoss {
+    total: Tensor<1>,
+    detection: f32,
+    distill: f32,
+    gmac: f32,
+}
+
+impl ShardLoss {
+    fn parts(&self) -> [f32; 4] {
+        [
+            self.total.clone().into_scalar::<f32>(),
+            self.detection,
+            self.distill,
+            self.gmac,
+        ]
+    }
+}
+
+/// The joint loss of one batch of clips: key frames through the full network, each non-key
+/// frame through the gated, fused subnet (detection + feature distillation + compute term).
+/// `noise_seed`: the Gumbel noise's seed (`None`: the device's generator).
+fn shard_loss(
+    model: &JointModel,
+    batch: &ClipBatch,
+    context: &ShardContext,
+    noise_seed: Option<u64>,
+    share: f32,
+    device: &Device,
+) -> Result<ShardLoss> {
+    let settings = context.settings;
+    let key_features = if settings.non_temporal {
+        None
+    } else {
+        Some(
+            model
+                .detector
+                .forward_backbone(batch.steps[0].images.clone(), &SubnetArch::LARGEST)?,
+        )
+    };
+    let mut total: Option<Tensor<1>> = None;
+    let (mut detection_value, mut distill_value, mut gmac_value) = (0f32, 0f32, 0f32);
+    for (frame_index, frame) in batch.steps.iter().enumerate().skip(1) {
+        let targets = label_batch(context.anchors, &frame.targets, context.loss_config);
+        let output = forward_non_key(
+            &model.detector,
+            &model.temporal,
+            key_features.as_ref(),
+            frame.images.clone(),
+            GateSampling::Gumbel {
+                temperature: context.temperature,
+                hard: true,
+                seed: noise_seed.map(|seed| seed ^ ((frame_index as u64) << 32)),
+            },
+        )?;
+        let golden = model
+            .detector
+            .forward_backbone(frame.images.clone(), &SubnetArch::LARGEST)?;
+        let mut distill: Option<Tensor<1>> = None;
+        for (fused, target) in output.fused_stages.iter().zip(&golden.stages) {
+            let term = (fused.clone() - target.clone().detach())
+                .powf_scalar(2.0)
+                .mean();
+            distill = Some(match distill {
+                Some(sum) => sum + term,
+                None => term,
+            });
+        }
+        let distill = distill.expect("seven stages");
+        let detection = detection_loss(
+            &output.outputs,
+            &targets,
+            context.num_classes,
+            context.loss_config,
+            device,
+        )
+        .total;
+        let expected = output.expected_gmac.mean();
+        let compute = (expected
+            .clone()
+            .sub_scalar(context.target_gmac)
+            .div_scalar(context.target_gmac))
+        .powf_scalar(2.0);
+        detection_value += detection.clone().into_scalar::<f32>() * share;
+        distill_value += distill.clone().into_scalar::<f32>() * share;
+        gmac_value += expected.into_scalar::<f32>() * share;
+        let frame_loss = detection
+            + distill.mul_scalar(settings.distill_weight)
+            + compute.mul_scalar(settings.compute_weight);
+        total = Some(match total {
+            Some(sum) => sum + frame_loss,
+            None => frame_loss,
+        });
+    }
+    let total = total.expect("clips have non-key frames").mul_scalar(share);
+    Ok(ShardLoss {
+        total,
+        detection: detection_value,
+        distill: distill_value,
+        gmac: gmac_value,
+    })
 }
 
 /// Trains stage 2 from the detector checkpoint `init` (resuming when asked and possible).
@@ -206,83 +331,56 @@ pub fn train_joint(
                 .map(|offset| order[(batch_index * stage.batch_size + offset) % order.len()])
                 .map(|index| clips.get(index).expect("clip datasets never fail get"))
                 .collect();
-            let batch = batcher.batch(items, &device)?;
             let temperature = temperature_at(
                 settings.temperature_start,
                 settings.temperature_end,
                 step,
                 total_steps,
             );
-            let key_features = if settings.non_temporal {
-                None
-            } else {
-                Some(
-                    model
-                        .detector
-                        .forward_backbone(batch.steps[0].images.clone(), &SubnetArch::LARGEST)?,
-                )
+            let context = ShardContext {
+                settings,
+                anchors: &anchors,
+                loss_config: &loss_config,
+                num_classes,
+                temperature,
+                target_gmac,
             };
-            let mut total: Option<Tensor<1>> = None;
-            let (mut detection_value, mut distill_value, mut gmac_value) = (0f32, 0f32, 0f32);
-            for frame in &batch.steps[1..] {
-                let targets = label_batch(&anchors, &frame.targets, &loss_config);
-                let output = forward_non_key(
-                    &model.detector,
-                    &model.temporal,
-                    key_features.as_ref(),
-                    frame.images.clone(),
-                    GateSampling::Gumbel {
-                        temperature,
-                        hard: true,
+            let lr = schedule.lr_at(step);
+            let clip_count = items.len();
+            let (grads, parts) = if config.data_parallel > 1 {
+                let shards: Vec<Vec<ClipRef>> = shard_ranges(clip_count, config.data_parallel)
+                    .into_iter()
+                    .map(|range| items[range].to_vec())
+                    .collect();
+                let noise = step_seed(config.seed, JOINT_STAGE_INDEX, step);
+                let (grads, parts) = data_parallel_step(
+                    &mut model,
+                    |model, f| model.for_each_norm(f),
+                    shards,
+                    |index, replica, items: Vec<ClipRef>| {
+                        let share = items.len() as f32 / clip_count as f32;
+                        let batch = batcher.batch(items, &device)?;
+                        let seed = Some(noise ^ ((index as u64 + 1) << 52));
+                        let loss = shard_loss(replica, &batch, &context, seed, share, &device)?;
+                        let parts = loss.parts();
+                        Ok((GradientsParams::from_grads(loss.total.backward(), replica), parts))
                     },
                 )?;
-                let golden = model
-                    .detector
-                    .forward_backbone(frame.images.clone(), &SubnetArch::LARGEST)?;
-                let mut distill: Option<Tensor<1>> = None;
-                for (fused, target) in output.fused_stages.iter().zip(&golden.stages) {
-                    let term = (fused.clone() - target.clone().detach())
-                        .powf_scalar(2.0)
-                        .mean();
-                    distill = Some(match distill {
-                        Some(sum) => sum + term,
-                        None => term,
-                    });
-                }
-                let distill = distill.expect("seven stages");
-                let detection = detection_loss(
-                    &output.outputs,
-                    &targets,
-                    num_classes,
-                    &loss_config,
-                    &device,
-                )
-                .total;
-                let expected = output.expected_gmac.mean();
-                let compute = (expected
-                    .clone()
-                    .sub_scalar(target_gmac)
-                    .div_scalar(target_gmac))
-                .powf_scalar(2.0);
-                detection_value += detection.clone().into_scalar::<f32>();
-                distill_value += distill.clone().into_scalar::<f32>();
-                gmac_value += expected.into_scalar::<f32>();
-                let frame_loss = detection
-                    + distill.mul_scalar(settings.distill_weight)
-                    + compute.mul_scalar(settings.compute_weight);
-                total = Some(match total {
-                    Some(sum) => sum + frame_loss,
-                    None => frame_loss,
+                let sum = parts.iter().fold([0f32; 4], |acc, p| {
+                    [acc[0] + p[0], acc[1] + p[1], acc[2] + p[2], acc[3] + p[3]]
                 });
-            }
-            let total = total.expect("clips have non-key frames");
-            let value: f32 = total.clone().into_scalar();
+                (grads, sum)
+            } else {
+                let batch = batcher.batch(items, &device)?;
+                let loss = shard_loss(&model, &batch, &context, None, 1.0, &device)?;
+                let parts = loss.parts();
+                (GradientsParams::from_grads(loss.total.backward(), &model), parts)
+            };
+            let [value, detection_value, distill_value, gmac_value] = parts;
             check_finite(value, JOINT_STAGE, epoch, step, checkpoint.as_deref())?;
-            let lr = schedule.lr_at(step);
-            let grads = GradientsParams::from_grads(total.backward(), &model);
             model = optim.step(lr, model, grads);
             state.global_step += 1;
-            let non_key = (batch.steps.len() - 1) as f32;
+            let non_key = (settings.clip_len - 1) as f32;
             loss_sum += f64::from(value);
             detection_sum += f64::from(detection_value);
             distill_sum += f64::from(distill_value);
@@ -297,7 +395,7 @@ pub fn train_joint(
                 lr,
             })?;
             if options.progress {
-                let images = (batch_index + 1) * stage.batch_size * batch.steps.len();
+                let images = (batch_index + 1) * stage.batch_size * settings.clip_len;
                 eprint!(
                     "\r[{JOINT_STAGE}] epoch {}/{} step {}/{} loss {:.4} E[GMAC] {:.3}/{:.3} \
                      tau {:.2} lr {:.5} {:.2} img/s   ",

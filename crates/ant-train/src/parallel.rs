@@ -160,4 +160,66 @@ mod tests {
         assert_eq!(shard_ranges(2, 4), vec![0..1, 1..2], "never an empty shard");
         assert_eq!(shard_ranges(4, 1), vec![0..4]);
     }
+
+    use burn::module::Module;
+    use burn::nn::{BatchNormConfig, Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Probe {
+        linear: Linear,
+        norm: BatchNorm,
+    }
+
+    fn probe_norms(model: &mut Probe, f: &mut dyn FnMut(&mut BatchNorm)) {
+        f(&mut model.norm);
+    }
+
+    fn loss(model: &Probe, x: Tensor<2>) -> Tensor<1> {
+        // The norm only records statistics here; the loss reads the linear layer alone, so
+        // sharding must not change the gradient.
+        let [batch, features] = x.dims();
+        let _ = model.norm.forward(x.clone().reshape([batch, features, 1]));
+        model.linear.forward(x).powf_scalar(2.0).mean()
+    }
+
+    #[test]
+    fn should_sum_shard_gradients_to_the_batch_gradient_and_average_statistics() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let mut model = Probe {
+            linear: LinearConfig::new(3, 2).init(&device),
+            norm: BatchNormConfig::new(3).init(&device),
+        };
+        let rows: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(rows, [4, 3]), &device);
+        // The reference runs on a copy with its own running-state cells (same parameter ids).
+        let reference = model.valid().train();
+        let whole =
+            GradientsParams::from_grads(loss(&reference, x.clone()).backward(), &reference);
+        let shards: Vec<Tensor<2>> = shard_ranges(4, 2)
+            .into_iter()
+            .map(|range| x.clone().slice(range))
+            .collect();
+        let (grads, values) = data_parallel_step(&mut model, probe_norms, shards, |_, replica, x| {
+            let loss = loss(replica, x).mul_scalar(0.5);
+            let value: f32 = loss.clone().into_scalar();
+            Ok((GradientsParams::from_grads(loss.backward(), replica), value))
+        })
+        .unwrap();
+        assert_eq!(values.len(), 2);
+        let id = model.linear.weight.id;
+        let expected: Vec<f32> = whole.get::<2>(id).unwrap().into_data().iter().collect();
+        let summed: Vec<f32> = grads.get::<2>(id).unwrap().into_data().iter().collect();
+        for (a, b) in expected.iter().zip(&summed) {
+            assert!((a - b).abs() < 1e-5, "{expected:?} vs {summed:?}");
+        }
+        // Running mean: momentum 0.1 from 0 toward each shard's batch mean, then averaged.
+        // The two shards' means of column c average to the column's batch mean.
+        let mean: Vec<f32> = model.norm.running_mean.value().into_data().iter().collect();
+        for (c, value) in mean.iter().enumerate() {
+            let batch_mean = (0..4).map(|r| (r * 3 + c) as f32 * 0.5 - 2.0).sum::<f32>() / 4.0;
+            assert!((value - 0.1 * batch_mean).abs() < 1e-6, "{mean:?}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Resume exactness: a run stopped after its first epoch of each stage (0, 1 and the joint
-//! stage 2, with drop path and Gumbel noise drawing from the device's generator) and resumed
+//! stage 2, with drop path and Gumbel noise, two data-parallel replicas per step) and resumed
 //! from the checkpoints ends with the same losses at every step and the same model as an
 //! uninterrupted run: bit-identical on the flex CPU backend (a backend with non-deterministic reductions
 //! would need a tolerance). A loss that turns non-finite stops training with an error naming
@@ -45,6 +45,9 @@ fn small_config() -> TrainConfig {
         "joint.batch_size=2",
         "joint.max_steps_per_epoch=1",
         "joint.residual_fusion=true",
+        // Two replicas per step: the data-parallel path, whose threads must not make the
+        // run depend on their timing.
+        "data_parallel=2",
     ]
     .map(String::from);
     TrainConfig::load(&path, &overrides).unwrap()
