@@ -268,7 +268,7 @@ impl Geometry {
     fn split_index(&self, column: usize) -> usize {
         if self.stride == 1 {
             column
-        } else if column % 2 == 0 {
+        } else if column.is_multiple_of(2) {
             column / 2
         } else {
             self.even_w + column / 2
