@@ -119,3 +119,32 @@ fn should_match_burn_without_gradients() {
         assert!(max_abs_diff(&ours, &expected) < 1e-5);
     }
 }
+
+/// Under gradient checkpointing (the balanced strategy) the op is tracked the same way.
+#[test]
+fn should_match_burn_with_gradient_checkpointing() {
+    let x = random([2, 3, 9, 8]);
+    let weight = random([3, 1, 5, 5]);
+    let r = random([2, 3, 5, 4]);
+    let grads = |ours: bool| {
+        let device = Device::flex().autodiff().gradient_checkpointing();
+        let x = Tensor::<4>::from_data(x.clone(), &device).require_grad();
+        let weight = Tensor::<4>::from_data(weight.clone(), &device).require_grad();
+        // A memory-bound op before the conv, so the checkpointer has something to recompute.
+        let input = burn::tensor::activation::relu(x.clone()) * 2.0;
+        let y = if ours {
+            depthwise_conv2d_same(input, weight.clone(), 2)
+        } else {
+            conv2d_same(input, weight.clone(), None, 2, 3)
+        };
+        let r = Tensor::<4>::from_data(r.clone(), &device);
+        let grads = (y * r).sum().backward();
+        (
+            values(x.grad(&grads).expect("x gradient")),
+            values(weight.grad(&grads).expect("weight gradient")),
+        )
+    };
+    let ((dx_burn, dw_burn), (dx_ours, dw_ours)) = (grads(false), grads(true));
+    assert!(max_abs_diff(&dx_ours, &dx_burn) / max_abs(&dx_burn).max(1.0) < 1e-4);
+    assert!(max_abs_diff(&dw_ours, &dw_burn) / max_abs(&dw_burn).max(1.0) < 1e-4);
+}
