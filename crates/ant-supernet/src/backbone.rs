@@ -20,7 +20,6 @@
 
 use burn::module::{Module, Param, RunningState};
 use burn::nn::BatchNorm;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
@@ -74,7 +73,7 @@ fn squeeze_excite_gate(
     let hidden = swish(conv2d_same(pooled, reduce_weight, reduce_bias, 1, 1));
     let expand_bias = expand.bias.as_ref().map(|b| narrow_bias(b.val(), channels));
     let expand_weight = narrow_out(expand.weight.val(), channels);
-    sigmoid(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
+    crate::act::sigmoid_train(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
 }
 
 /// Squeeze-excite reduction width of a block: 0.25 of its input channels (timm rounds).

@@ -78,7 +78,7 @@ pub fn depthwise_conv2d_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> 
 }
 
 /// The checkpointing strategy of an autodiff flex float tensor; `None` for anything else.
-fn flex_autodiff_strategy(tensor: &DispatchTensor) -> Option<GradientCheckpointingStrategy> {
+pub(crate) fn flex_autodiff_strategy(tensor: &DispatchTensor) -> Option<GradientCheckpointingStrategy> {
     match (&tensor.kind, tensor.autodiff) {
         (DispatchTensorKind::Autodiff(inner), DispatchAutodiffContext::Enabled(strategy)) =>
         {
@@ -177,7 +177,7 @@ fn dims4(tensor: &FlexTensor) -> [usize; 4] {
 }
 
 /// The tensor's `f32` values in row-major order (borrowed when already contiguous).
-fn contiguous_f32(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(crate) fn contiguous_f32(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => std::borrow::Cow::Borrowed(values),
         None => std::borrow::Cow::Owned(

@@ -6,7 +6,8 @@
 //! device without autodiff these helpers take the tensor's data, apply
 //! `y = swish(x * scale[c] + shift[c])` with a polynomial `exp` (relative error ~1e-7) in one
 //! loop the compiler vectorises, and hand the data back. On an autodiff device they fall back
-//! to Burn's ops, so training is unchanged.
+//! to Burn's ops, except swish, which is [`crate::act::swish_train`] there (a fused custom op
+//! on autodiff flex, Burn's `silu` elsewhere).
 
 use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorData};
@@ -59,7 +60,7 @@ fn from_values(dims: [usize; 4], values: Vec<f32>, device: &burn::tensor::Device
 pub fn swish(x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     if device.is_autodiff() {
-        return burn::tensor::activation::silu(x);
+        return crate::act::swish_train(x);
     }
     let (dims, mut values) = into_values(x);
     values.iter_mut().for_each(|v| *v = swish_scalar(*v));
@@ -95,7 +96,7 @@ pub fn norm_act(bn: &BatchNorm, x: Tensor<4>, activate: bool) -> Tensor<4> {
     if device.is_autodiff() {
         let y = bn.forward(x);
         return if activate {
-            burn::tensor::activation::silu(y)
+            crate::act::swish_train(y)
         } else {
             y
         };

@@ -14,6 +14,7 @@
 //! on fused features through [`EfficientDet::forward_pyramid`].
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod anchors;
 pub mod arch;
 pub mod backbone;
