@@ -78,7 +78,9 @@ pub fn depthwise_conv2d_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> 
 }
 
 /// The checkpointing strategy of an autodiff flex float tensor; `None` for anything else.
-pub(crate) fn flex_autodiff_strategy(tensor: &DispatchTensor) -> Option<GradientCheckpointingStrategy> {
+pub(crate) fn flex_autodiff_strategy(
+    tensor: &DispatchTensor,
+) -> Option<GradientCheckpointingStrategy> {
     match (&tensor.kind, tensor.autodiff) {
         (DispatchTensorKind::Autodiff(inner), DispatchAutodiffContext::Enabled(strategy)) =>
         {
