@@ -67,6 +67,16 @@ impl JointModel {
         }
     }
 
+    /// Switches every detector batch norm to its running statistics (no batch statistics, no
+    /// running-statistics updates) while its affine parameters keep training. Burn's flag is
+    /// runtime state, not saved: call it on a fresh or loaded model.
+    pub fn freeze_detector_norms(mut self) -> Self {
+        crate::norms::for_each_norm(&mut self.detector, |norm| {
+            norm.training = norm.training.clone().with_value(false);
+        });
+        self
+    }
+
     /// Freezes the stem (its convolution and batch norm get no gradient).
     pub fn freeze_stem(mut self) -> Self {
         self.detector.backbone.stem = self.detector.backbone.stem.no_grad();
@@ -283,6 +293,12 @@ pub fn train_joint(
         }
     };
     let mut model = model.freeze_stem();
+    if settings.frozen_norms {
+        model = model.freeze_detector_norms();
+    }
+    if settings.freeze_detector {
+        model.detector = model.detector.no_grad();
+    }
     if settings.stage.drop_path > 0.0 {
         // The golden features come from the full network of the same detector, and must be
         // deterministic targets.

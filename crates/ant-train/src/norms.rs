@@ -85,3 +85,22 @@ pub fn recalibrate_norms(
     });
     Ok(copy.valid())
 }
+
+/// A copy of a supernet whose every private norm and the shared norms are recalibrated: the
+/// uniform subnets of ratios 1..5 in turn (each sets its own ratio's private backbone norms),
+/// then the full network, so the shared BiFPN/head norms end with the full network's
+/// statistics (the key-frame path). The joint stage starts from this: its non-key frames run
+/// any mix of ratios, whose private norms the supernet stage only updated slowly. The smaller
+/// ratios use the first half of `batches` (their norms are per channel and few).
+pub fn recalibrate_supernet(model: &EfficientDet, batches: &[Tensor<4>]) -> Result<EfficientDet> {
+    let mut current = model.valid();
+    let half = &batches[..batches.len().div_ceil(2)];
+    for ratio in ant_supernet::arch::MIN_RATIO..ant_supernet::arch::MAX_RATIO {
+        let arch = SubnetArch::uniform(ratio)?;
+        if model.validate(&arch).is_err() {
+            continue; // an extracted model without this ratio
+        }
+        current = recalibrate_norms(&current, &arch, half)?;
+    }
+    recalibrate_norms(&current, &SubnetArch::LARGEST, batches)
+}

@@ -18,7 +18,7 @@ use crate::error::{Result, TrainError};
 use crate::eval::evaluate_stream;
 use crate::eval::{EvalReport, Summary, evaluate};
 use crate::joint::{JOINT_STAGE, calibration_clips, recalibrate_joint, train_joint};
-use crate::norms::recalibrate_norms;
+use crate::norms::{recalibrate_norms, recalibrate_supernet};
 use crate::trainer::{
     ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
 };
@@ -216,9 +216,10 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         ] {
             evaluate_into(name, &outcome.model, &arch, &mut summary)?;
         }
-        // Stage 2 starts from the supernet with statistics recalibrated for the full network
-        // (the key-frame path), not from the slowly updated running statistics.
-        let recalibrated = recalibrate_norms(&outcome.model, &SubnetArch::LARGEST, &calibration)?;
+        // Stage 2 starts from the supernet with statistics recalibrated for every ratio, the
+        // shared ones for the full network (the key-frame path), not from the slowly updated
+        // running statistics.
+        let recalibrated = recalibrate_supernet(&outcome.model, &calibration)?;
         let path = options
             .run_dir
             .join(Stage::Supernet.name())
