@@ -56,3 +56,23 @@ impl DeviceChoice {
         }
     }
 }
+
+/// The devices of `count` data-parallel GPUs (`--gpus`): discrete GPUs `0..count` through wgpu.
+pub fn gpu_devices(choice: DeviceChoice, count: usize) -> anyhow::Result<Vec<Device>> {
+    if choice != DeviceChoice::Wgpu {
+        anyhow::bail!("--gpus needs --device wgpu");
+    }
+    if count == 0 {
+        anyhow::bail!("--gpus must be at least 1");
+    }
+    #[cfg(feature = "wgpu")]
+    {
+        Ok((0..count)
+            .map(|index| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)))
+            .collect())
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        choice.device().map(|_| Vec::new())
+    }
+}

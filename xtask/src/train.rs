@@ -38,6 +38,11 @@ pub struct TrainArgs {
     /// Device: `cpu` (Burn's flex backend) or `wgpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Data-parallel training on this many GPUs (with `--device wgpu`): discrete GPUs 0..N,
+    /// one replica each (sets `data_parallel` to N when it is smaller); gradients are merged on
+    /// GPU 0.
+    #[arg(long)]
+    pub gpus: Option<usize>,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -106,9 +111,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--resume: no runs/{}-* directory to resume", config.name))?,
         (None, false) => PathBuf::from("runs").join(format!("{}-{}", config.name, utc_timestamp())),
     };
+    let (device, replica_devices) = match args.gpus {
+        None => (args.device.device()?, Vec::new()),
+        Some(count) => {
+            let gpus = crate::device::gpu_devices(args.device, count)?;
+            config.data_parallel = config.data_parallel.max(count);
+            config.validate()?;
+            (gpus[0].clone(), gpus)
+        }
+    };
     let options = RunOptions {
         run_dir: run_dir.clone(),
-        device: args.device.device()?,
+        device,
+        replica_devices,
         resume: args.resume,
         progress: !args.quiet,
         stop_after_epochs: None,

@@ -116,3 +116,20 @@ fn import_should_write_a_loadable_checkpoint_and_name_bad_files() {
     );
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
+
+#[test]
+fn train_should_refuse_gpus_off_wgpu_before_touching_anything() {
+    let dir = std::env::temp_dir().join(format!("ant-xtask-gpus-{}", std::process::id()));
+    let run_dir = dir.join("run");
+    let (ok, _, stderr) = xtask(&[
+        "train",
+        "--gpus",
+        "2",
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--gpus needs --device wgpu"), "{stderr}");
+    assert!(!run_dir.exists(), "no run directory for a refused command");
+}

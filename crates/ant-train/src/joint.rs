@@ -26,8 +26,8 @@ use ant_temporal::{AntTemporal, AntTemporalConfig, GateSampling, forward_non_key
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::nn::BatchNorm;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
 use crate::checkpoint::{
@@ -373,13 +373,18 @@ pub fn train_joint(
                     &mut model,
                     |model, f| model.for_each_norm(f),
                     shards,
-                    |index, replica, items: Vec<ClipRef>| {
+                    &options.device,
+                    &options.replica_devices,
+                    |index, replica, items: Vec<ClipRef>, device: &Device| {
                         let share = items.len() as f32 / clip_count as f32;
-                        let batch = batcher.batch(items, &device)?;
+                        let batch = batcher.batch(items, device)?;
                         let seed = Some(noise ^ ((index as u64 + 1) << 52));
-                        let loss = shard_loss(replica, &batch, &context, seed, share, &device)?;
+                        let loss = shard_loss(replica, &batch, &context, seed, share, device)?;
                         let parts = loss.parts();
-                        Ok((GradientsParams::from_grads(loss.total.backward(), replica), parts))
+                        Ok((
+                            GradientsParams::from_grads(loss.total.backward(), replica),
+                            parts,
+                        ))
                     },
                 )?;
                 let sum = parts.iter().fold([0f32; 4], |acc, p| {
@@ -390,7 +395,10 @@ pub fn train_joint(
                 let batch = batcher.batch(items, &device)?;
                 let loss = shard_loss(&model, &batch, &context, None, 1.0, &device)?;
                 let parts = loss.parts();
-                (GradientsParams::from_grads(loss.total.backward(), &model), parts)
+                (
+                    GradientsParams::from_grads(loss.total.backward(), &model),
+                    parts,
+                )
             };
             let [value, detection_value, distill_value, gmac_value] = parts;
             check_finite(value, JOINT_STAGE, epoch, step, checkpoint.as_deref())?;

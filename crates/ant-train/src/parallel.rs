@@ -12,13 +12,15 @@
 //! without `SyncBatchNorm`; the loss of shard `i` is weighted by its share of the batch, so
 //! the summed gradient is that of the batch mean.
 //!
-//! The replicas run on the master's device. Burn's multi-GPU route (`step_multi`, one device
-//! per replica) follows the same pattern; this crate does not implement it.
+//! Replica `i` runs on `devices[i % devices.len()]`: the master's own device for the CPU's
+//! cores, or one GPU each (`cargo xtask train --device wgpu --gpus N`), whose gradients are
+//! moved to the master's device before they are summed, which is Burn's multi-device pattern
+//! (fork per device, merge gradients, one optimizer step).
 
 use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, TrainError};
 
@@ -79,10 +81,12 @@ fn set_running(state: &mut RunningState<Tensor<1>>, values: &[TensorData]) {
     *state = state.clone().map(&mut replace);
 }
 
-/// One data-parallel step: `run(index, replica, shard)` computes shard `index`'s loss on its
-/// replica, runs the backward pass and returns the replica's gradients with whatever numbers
-/// the caller wants back. Shard 0 runs on the calling thread, the others on scoped threads.
-/// Returns the summed gradients and the per-shard numbers (in shard order); `model`'s
+/// One data-parallel step: `run(index, replica, shard, device)` computes shard `index`'s loss
+/// on its replica (whose autodiff device is `device`: put the shard's tensors there), runs the
+/// backward pass and returns the replica's gradients with whatever numbers the caller wants
+/// back. Replica `i` lives on `devices[i % devices.len()]` (plain devices; `master` is the
+/// model's). Shard 0 runs on the calling thread, the others on scoped threads. Returns the
+/// summed gradients (on `master`) and the per-shard numbers (in shard order); `model`'s
 /// batch-norm running statistics become the average of the replicas'.
 ///
 /// # Errors
@@ -92,20 +96,44 @@ pub fn data_parallel_step<M, S, T, F>(
     model: &mut M,
     norms: NormVisitor<M>,
     shards: Vec<S>,
+    master: &Device,
+    devices: &[Device],
     run: F,
 ) -> Result<(GradientsParams, Vec<T>)>
 where
     M: Module,
     S: Send,
     T: Send,
-    F: Fn(usize, &mut M, S) -> Result<(GradientsParams, T)> + Sync,
+    F: Fn(usize, &mut M, S, &Device) -> Result<(GradientsParams, T)> + Sync,
 {
+    let placement: Vec<Device> = (0..shards.len())
+        .map(|index| match devices {
+            [] => master.clone(),
+            devices => devices[index % devices.len()].clone(),
+        })
+        .collect();
     let work = |index: usize, mut replica: M, shard: S| {
-        let (grads, value) = run(index, &mut replica, shard)?;
+        let plain = &placement[index];
+        let (grads, value) = run(index, &mut replica, shard, &plain.clone().autodiff())?;
+        let grads = if plain == master {
+            grads
+        } else {
+            grads.to_device(master, &replica)
+        };
         let statistics = running_statistics(&mut replica, norms);
         Ok::<_, TrainError>((grads, value, statistics))
     };
-    let replicas: Vec<M> = shards.iter().map(|_| model.valid().train()).collect();
+    let replicas: Vec<M> = placement
+        .iter()
+        .map(|device| {
+            let replica = model.valid();
+            if device == master {
+                replica.train()
+            } else {
+                replica.to_device(device).train()
+            }
+        })
+        .collect();
     let mut jobs = replicas.into_iter().zip(shards).enumerate();
     let (first_index, (first_replica, first_shard)) = jobs.next().expect("at least one shard");
     let results = std::thread::scope(|scope| {
@@ -195,17 +223,27 @@ mod tests {
         let x = Tensor::<2>::from_data(TensorData::new(rows, [4, 3]), &device);
         // The reference runs on a copy with its own running-state cells (same parameter ids).
         let reference = model.valid().train();
-        let whole =
-            GradientsParams::from_grads(loss(&reference, x.clone()).backward(), &reference);
+        let whole = GradientsParams::from_grads(loss(&reference, x.clone()).backward(), &reference);
         let shards: Vec<Tensor<2>> = shard_ranges(4, 2)
             .into_iter()
             .map(|range| x.clone().slice(range))
             .collect();
-        let (grads, values) = data_parallel_step(&mut model, probe_norms, shards, |_, replica, x| {
-            let loss = loss(replica, x).mul_scalar(0.5);
-            let value: f32 = loss.clone().into_scalar();
-            Ok((GradientsParams::from_grads(loss.backward(), replica), value))
-        })
+        let plain = Device::flex();
+        // Two replicas placed on "two devices" (the same CPU twice: the multi-device path).
+        let devices = [plain.clone(), plain.clone()];
+        let (grads, values) = data_parallel_step(
+            &mut model,
+            probe_norms,
+            shards,
+            &plain,
+            &devices,
+            |_, replica, x, device| {
+                let x = x.to_device(device);
+                let loss = loss(replica, x).mul_scalar(0.5);
+                let value: f32 = loss.clone().into_scalar();
+                Ok((GradientsParams::from_grads(loss.backward(), replica), value))
+            },
+        )
         .unwrap();
         assert_eq!(values.len(), 2);
         let id = model.linear.weight.id;

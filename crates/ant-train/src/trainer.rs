@@ -108,6 +108,10 @@ pub struct RunOptions {
     pub run_dir: PathBuf,
     /// The device (plain; autodiff is added for training).
     pub device: Device,
+    /// Where the data-parallel replicas run (plain devices, used in turn; `config.data_parallel`
+    /// says how many replicas): empty, all on `device` (a CPU's cores); one GPU each for
+    /// multi-GPU training.
+    pub replica_devices: Vec<Device>,
     /// Continue from the stage's newest checkpoint when there is one.
     pub resume: bool,
     /// Print a progress line on stderr.
@@ -490,20 +494,32 @@ pub fn train_stage(
                     &mut model,
                     |model, f| for_each_norm(model, f),
                     shards,
-                    |index, replica, items: Vec<FrameRef>| {
+                    &options.device,
+                    &options.replica_devices,
+                    |index, replica, items: Vec<FrameRef>, device: &Device| {
                         replica.set_drop_path_seed(drop_seed ^ (index as u64 + 1) << 48);
                         let share = items.len() as f32 / batch_size as f32;
-                        let batch = data.batcher.batch(items, &device)?;
+                        let batch = data.batcher.batch(items, device)?;
                         let targets = label_batch(&anchors, &batch.targets, &loss_config);
-                        let loss =
-                            step_loss(replica, stage, config, batch.images, &targets, step, &device)?;
+                        let loss = step_loss(
+                            replica,
+                            stage,
+                            config,
+                            batch.images,
+                            &targets,
+                            step,
+                            device,
+                        )?;
                         let total = loss.total.mul_scalar(share);
                         let parts = (
                             total.clone().into_scalar::<f32>(),
                             loss.detection.into_scalar::<f32>() * share,
                             loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * share,
                         );
-                        Ok((GradientsParams::from_grads(total.backward(), replica), parts))
+                        Ok((
+                            GradientsParams::from_grads(total.backward(), replica),
+                            parts,
+                        ))
                     },
                 )?;
                 let sum = parts.iter().fold((0.0, 0.0, 0.0), |acc, p| {

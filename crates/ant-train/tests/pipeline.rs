@@ -35,6 +35,7 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     let options = RunOptions {
         run_dir: run_dir.clone(),
         device: Device::flex(),
+        replica_devices: Vec::new(),
         resume: false,
         progress: false,
         stop_after_epochs: None,

@@ -64,6 +64,7 @@ fn should_learn_to_detect_the_vehicles_of_the_nine_real_frames() {
     let options = RunOptions {
         run_dir: run_dir.clone(),
         device: Device::flex(),
+        replica_devices: Vec::new(),
         resume: false,
         progress: false,
         stop_after_epochs: None,
@@ -149,6 +150,7 @@ fn should_start_stage_zero_from_an_effdet_checkpoint_with_a_new_class_head() {
     let options = RunOptions {
         run_dir: run_dir.clone(),
         device: Device::flex(),
+        replica_devices: Vec::new(),
         resume: false,
         progress: false,
         stop_after_epochs: None,

@@ -90,6 +90,7 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
     let options = |name: &str, resume: bool, stop: Option<usize>| RunOptions {
         run_dir: root.join(name),
         device: Device::flex(),
+        replica_devices: Vec::new(),
         resume,
         progress: false,
         stop_after_epochs: stop,
@@ -205,6 +206,7 @@ fn should_stop_on_a_non_finite_loss_and_keep_the_last_good_checkpoint() {
     let options = |resume: bool, stop: Option<usize>| RunOptions {
         run_dir: root.join("run"),
         device: Device::flex(),
+        replica_devices: Vec::new(),
         resume,
         progress: false,
         stop_after_epochs: stop,
