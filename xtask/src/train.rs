@@ -38,9 +38,8 @@ pub struct TrainArgs {
     /// Device: `cpu` (Burn's flex backend) or `wgpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
-    /// Data-parallel training on this many GPUs (with `--device wgpu`): discrete GPUs 0..N,
-    /// one replica each (sets `data_parallel` to N when it is smaller); gradients are merged on
-    /// GPU 0.
+    /// Data-parallel training on this many GPUs (with `--device wgpu`; default 1): discrete
+    /// GPUs 0..N, one replica each (`data_parallel` becomes N); gradients are merged on GPU 0.
     #[arg(long)]
     pub gpus: Option<usize>,
     /// No progress line on stderr.
@@ -111,14 +110,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--resume: no runs/{}-* directory to resume", config.name))?,
         (None, false) => PathBuf::from("runs").join(format!("{}-{}", config.name, utc_timestamp())),
     };
-    let (device, replica_devices) = match args.gpus {
-        None => (args.device.device()?, Vec::new()),
-        Some(count) => {
+    // Replicas are for a CPU's cores: on a GPU two replicas only contend (measured on an H200:
+    // 4.8 img/s with two, 10.9 with one), so wgpu runs one replica per GPU.
+    let (device, replica_devices) = match (args.device, args.gpus) {
+        (DeviceChoice::Wgpu, gpus) => {
+            let count = gpus.unwrap_or(1);
             let gpus = crate::device::gpu_devices(args.device, count)?;
-            config.data_parallel = config.data_parallel.max(count);
-            config.validate()?;
-            (gpus[0].clone(), gpus)
+            if config.data_parallel != count {
+                tracing::info!(data_parallel = count, "one data-parallel replica per GPU");
+                config.data_parallel = count;
+                config.validate()?;
+            }
+            if count == 1 {
+                (args.device.device()?, Vec::new())
+            } else {
+                (gpus[0].clone(), gpus)
+            }
         }
+        (_, Some(_)) => anyhow::bail!("--gpus needs --device wgpu"),
+        (_, None) => (args.device.device()?, Vec::new()),
     };
     let options = RunOptions {
         run_dir: run_dir.clone(),

@@ -20,7 +20,7 @@
 use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use crate::error::{Result, TrainError};
 
@@ -44,40 +44,39 @@ pub fn shard_ranges(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// The running statistics of every norm of a model, after flushing this thread's pending
-/// update (Burn's running state publishes a thread's last update lazily).
-fn running_statistics<M>(model: &mut M, norms: NormVisitor<M>) -> Vec<(TensorData, TensorData)> {
+/// update (Burn's running state publishes a thread's last update lazily). They stay on the
+/// device: reading hundreds of small tensors back every step would stall a GPU.
+fn running_statistics<M>(model: &mut M, norms: NormVisitor<M>) -> Vec<(Tensor<1>, Tensor<1>)> {
     let mut statistics = Vec::new();
     norms(model, &mut |norm| {
         statistics.push((
-            norm.running_mean.value_sync().into_data(),
-            norm.running_var.value_sync().into_data(),
+            norm.running_mean.value_sync().detach(),
+            norm.running_var.value_sync().detach(),
         ));
     });
     statistics
 }
 
 /// Replaces the value of a running state (keeping its id) through Burn's module mapping.
-struct Replace(Option<TensorData>);
+struct Replace(Option<Tensor<1>>);
 
 impl ModuleMapper for Replace {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, _) = param.consume();
-        let data = self.0.take().expect("a running state holds one tensor");
-        Param::initialized(id, Tensor::from_data(data, &tensor.device()))
+        let value = self.0.take().expect("a running state holds one tensor");
+        let value: Tensor<D> = value.to_device(&tensor.device()).reshape(tensor.dims());
+        Param::initialized(id, value)
     }
 }
 
-fn set_running(state: &mut RunningState<Tensor<1>>, values: &[TensorData]) {
-    let count = values.len() as f32;
-    let mut sum: Vec<f32> = values[0].iter::<f32>().collect();
+/// Sets a running state to the mean of `values` (in order; on the state's device).
+fn set_running(state: &mut RunningState<Tensor<1>>, values: &[Tensor<1>]) {
+    let device = state.value().device();
+    let mut sum = values[0].clone().to_device(&device);
     for value in &values[1..] {
-        for (total, v) in sum.iter_mut().zip(value.iter::<f32>()) {
-            *total += v;
-        }
+        sum = sum + value.clone().to_device(&device);
     }
-    let len = sum.len();
-    let mean: Vec<f32> = sum.into_iter().map(|total| total / count).collect();
-    let mut replace = Replace(Some(TensorData::new(mean, [len])));
+    let mut replace = Replace(Some(sum.div_scalar(values.len() as f32)));
     *state = state.clone().map(&mut replace);
 }
 
@@ -167,8 +166,8 @@ where
     }
     let mut index = 0;
     norms(model, &mut |norm| {
-        let means: Vec<TensorData> = statistics.iter().map(|s| s[index].0.clone()).collect();
-        let vars: Vec<TensorData> = statistics.iter().map(|s| s[index].1.clone()).collect();
+        let means: Vec<Tensor<1>> = statistics.iter().map(|s| s[index].0.clone()).collect();
+        let vars: Vec<Tensor<1>> = statistics.iter().map(|s| s[index].1.clone()).collect();
         set_running(&mut norm.running_mean, &means);
         set_running(&mut norm.running_var, &vars);
         index += 1;
@@ -191,7 +190,7 @@ mod tests {
 
     use burn::module::Module;
     use burn::nn::{BatchNormConfig, Linear, LinearConfig};
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     #[derive(Module, Debug)]
     struct Probe {
