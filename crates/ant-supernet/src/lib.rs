@@ -9,7 +9,10 @@
 //! `parity` test), importable from effdet's PyTorch checkpoints ([`EfficientDet::from_effdet`]),
 //! with cost accounting for any subnet ([`detector_cost`]).
 //!
-//! No training loop lives here: see `ant-train`. The temporal modules (`ant-temporal`) reach
+//! Inference kernels for the CPU live in [`fast`]; the ops training needs to be fast on Burn's
+//! `flex` backend carry their own autodiff backward ([`dwconv`] depthwise convolution, [`act`]
+//! swish/sigmoid, [`nn::pointwise_matmul`] 1x1 convolutions) and fall back to Burn's ops on
+//! other backends. No training loop lives here: see `ant-train`. The temporal modules (`ant-temporal`) reach
 //! the stage-level features through [`EfficientDet::forward_backbone`] and run BiFPN and heads
 //! on fused features through [`EfficientDet::forward_pyramid`].
 #![warn(missing_docs)]
