@@ -135,7 +135,9 @@ pub fn gumbel_softmax(
         ),
         Some(seed) => {
             let values: Vec<f32> = (0..(batch_size * num_choices) as u64)
-                .map(|index| (splitmix64(seed ^ splitmix64(index)) >> 40) as f32 / (1u64 << 24) as f32)
+                .map(|index| {
+                    (splitmix64(seed ^ splitmix64(index)) >> 40) as f32 / (1u64 << 24) as f32
+                })
                 .collect();
             Tensor::from_data(TensorData::new(values, [batch_size, num_choices]), &device)
         }
@@ -210,7 +212,10 @@ mod tests {
         let first = gumbel_softmax(logits.clone(), 1.0, true, Some(11)).choices;
         // Other draws from the device's generator in between change nothing.
         let _ = Tensor::<2>::random([8, 8], Distribution::Default, &device);
-        assert_eq!(first, gumbel_softmax(logits.clone(), 1.0, true, Some(11)).choices);
+        assert_eq!(
+            first,
+            gumbel_softmax(logits.clone(), 1.0, true, Some(11)).choices
+        );
         assert_ne!(first, gumbel_softmax(logits, 1.0, true, Some(12)).choices);
         let mut counts = [0usize; 6];
         for choice in first {
