@@ -27,6 +27,7 @@ use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
 use crate::error::{Result, SupernetError};
 use crate::fast::{depthwise_norm_act, norm_act, pointwise_norm_act};
 use crate::nn::{ConvWeight, batch_norm, conv2d_same, load_batch_norm, swish};
+use crate::seeded::{splitmix64, uniform};
 use crate::weights::WeightMap;
 
 fn narrow_out(weight: Tensor<4>, channels: usize) -> Tensor<4> {
@@ -164,23 +165,16 @@ fn drop_path(x: Tensor<4>, rate: f32, seed: u64) -> Tensor<4> {
     let [batch, _, _, _] = x.dims();
     let mask: Vec<f32> = (0..batch as u64)
         .map(|sample| {
-            let draw = splitmix64(seed ^ splitmix64(sample));
-            // The top 24 bits as a uniform number in [0, 1).
-            let uniform = (draw >> 40) as f32 / (1u64 << 24) as f32;
-            if uniform < keep { 1.0 / keep } else { 0.0 }
+            if uniform(seed ^ splitmix64(sample)) < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
         })
         .collect();
     let mask = Tensor::<1>::from_data(TensorData::new(mask, [batch]), &x.device())
         .reshape([batch, 1, 1, 1]);
     x * mask
-}
-
-/// SplitMix64's finaliser: a well-mixed 64-bit hash of `value`.
-fn splitmix64(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A copy of `bn` restricted to its first `channels` channels, with fresh parameter ids.

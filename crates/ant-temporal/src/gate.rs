@@ -3,6 +3,7 @@
 //! straight-through Gumbel-softmax; inference takes the argmax.
 
 use ant_supernet::arch::MAX_RATIO;
+use ant_supernet::seeded::{splitmix64, uniform};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -77,14 +78,6 @@ pub struct GumbelSample {
     pub choices: Vec<usize>,
 }
 
-/// SplitMix64's finaliser: a well-mixed 64-bit hash of `value`.
-fn splitmix64(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Row-wise argmax of `[batch, n]` scores, read back to the host.
 pub fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
     let [batch_size, _] = scores.dims();
@@ -135,9 +128,7 @@ pub fn gumbel_softmax(
         ),
         Some(seed) => {
             let values: Vec<f32> = (0..(batch_size * num_choices) as u64)
-                .map(|index| {
-                    (splitmix64(seed ^ splitmix64(index)) >> 40) as f32 / (1u64 << 24) as f32
-                })
+                .map(|index| uniform(seed ^ splitmix64(index)))
                 .collect();
             Tensor::from_data(TensorData::new(values, [batch_size, num_choices]), &device)
         }
