@@ -340,9 +340,11 @@ pub fn train_joint(
         let mut gmac_sum = 0f64;
         for batch_index in 0..steps {
             let step = state.global_step;
-            // The Gumbel noise of the gates is drawn from the device's generator: seeding it
-            // per step makes a resumed joint run draw what an uninterrupted one does.
-            device.seed(step_seed(config.seed, JOINT_STAGE_INDEX, step));
+            // The gates' Gumbel noise comes from the device's generator (one replica) or from
+            // this seed (replicas): either way a function of (seed, step), so a resumed joint
+            // run draws what an uninterrupted one does.
+            let seed = step_seed(config.seed, JOINT_STAGE_INDEX, step);
+            device.seed(seed);
             let items: Vec<ClipRef> = (0..stage.batch_size)
                 .map(|offset| order[(batch_index * stage.batch_size + offset) % order.len()])
                 .map(|index| clips.get(index).expect("clip datasets never fail get"))
@@ -368,7 +370,6 @@ pub fn train_joint(
                     .into_iter()
                     .map(|range| items[range].to_vec())
                     .collect();
-                let noise = step_seed(config.seed, JOINT_STAGE_INDEX, step);
                 let (grads, parts) = data_parallel_step(
                     &mut model,
                     |model, f| model.for_each_norm(f),
@@ -378,8 +379,8 @@ pub fn train_joint(
                     |index, replica, items: Vec<ClipRef>, device: &Device| {
                         let share = items.len() as f32 / clip_count as f32;
                         let batch = batcher.batch(items, device)?;
-                        let seed = Some(noise ^ ((index as u64 + 1) << 52));
-                        let loss = shard_loss(replica, &batch, &context, seed, share, device)?;
+                        let noise = Some(seed ^ ((index as u64 + 1) << 52));
+                        let loss = shard_loss(replica, &batch, &context, noise, share, device)?;
                         let parts = loss.parts();
                         Ok((
                             GradientsParams::from_grads(loss.total.backward(), replica),

@@ -178,6 +178,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
+    use burn::nn::{BatchNormConfig, Linear, LinearConfig};
+    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn should_split_a_batch_into_near_equal_contiguous_shards() {
@@ -188,9 +191,6 @@ mod tests {
         assert_eq!(shard_ranges(4, 1), vec![0..4]);
     }
 
-    use burn::module::Module;
-    use burn::nn::{BatchNormConfig, Linear, LinearConfig};
-    use burn::tensor::{Device, TensorData};
 
     #[derive(Module, Debug)]
     struct Probe {

@@ -18,8 +18,8 @@
 //! Reproducibility: the data order of epoch `e` is a ChaCha8 shuffle seeded by `(seed, stage,
 //! e)`, flips and colour jitter are drawn by the dataset from `(seed, e, item)`, the random
 //! subnets of step `s` from `(seed, s)`, the drop-path masks from `(seed, stage, s, replica)`
-//! (and the device's generator is re-seeded from `(seed, stage, s)`), the learning rate is a function of `s`; model,
-//! optimizer state and the step counter are in the checkpoint. A resumed run therefore takes
+//! (and the device's generator is re-seeded from `(seed, stage, s)`), the learning rate is a
+//! function of `s`; model, optimizer state and the step counter are in the checkpoint. A resumed run therefore takes
 //! the same steps as an uninterrupted one.
 
 use std::io::Write;
@@ -471,9 +471,10 @@ pub fn train_stage(
         let mut images_seen = 0usize;
         for batch_index in 0..steps {
             let step = state.global_step;
-            // Everything the step draws from the device's generator (drop-path masks) is a
-            // function of (seed, stage, step), so a resumed run draws the same.
-            device.seed(step_seed(config.seed, stage.index(), step));
+            // The step's draws (drop-path masks, and anything from the device's generator) are
+            // functions of (seed, stage, step), so a resumed run draws the same.
+            let seed = step_seed(config.seed, stage.index(), step);
+            device.seed(seed);
             let items: Vec<FrameRef> = (0..settings.batch_size)
                 .map(|offset| order[(batch_index * settings.batch_size + offset) % order.len()])
                 .map(|index| {
@@ -483,9 +484,27 @@ pub fn train_stage(
                 })
                 .collect();
             let lr = schedule.lr_at(step);
-            let drop_seed = step_seed(config.seed, stage.index(), step);
+            let batch_size = items.len();
+            // Forward and backward of one shard of the batch (the whole batch without
+            // replicas), its loss weighted by its share of the batch.
+            let shard_step = |model: &mut EfficientDet,
+                              items: Vec<FrameRef>,
+                              device: &Device,
+                              drop_seed: u64| {
+                model.set_drop_path_seed(drop_seed);
+                let share = items.len() as f32 / batch_size as f32;
+                let batch = data.batcher.batch(items, device)?;
+                let targets = label_batch(&anchors, &batch.targets, &loss_config);
+                let loss = step_loss(model, stage, config, batch.images, &targets, step, device)?;
+                let total = loss.total.mul_scalar(share);
+                let parts = (
+                    total.clone().into_scalar::<f32>(),
+                    loss.detection.into_scalar::<f32>() * share,
+                    loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * share,
+                );
+                Ok::<_, TrainError>((GradientsParams::from_grads(total.backward(), model), parts))
+            };
             let (grads, (value, detection, distill)) = if config.data_parallel > 1 {
-                let batch_size = items.len();
                 let shards: Vec<Vec<FrameRef>> = shard_ranges(batch_size, config.data_parallel)
                     .into_iter()
                     .map(|range| items[range].to_vec())
@@ -497,29 +516,7 @@ pub fn train_stage(
                     &options.device,
                     &options.replica_devices,
                     |index, replica, items: Vec<FrameRef>, device: &Device| {
-                        replica.set_drop_path_seed(drop_seed ^ (index as u64 + 1) << 48);
-                        let share = items.len() as f32 / batch_size as f32;
-                        let batch = data.batcher.batch(items, device)?;
-                        let targets = label_batch(&anchors, &batch.targets, &loss_config);
-                        let loss = step_loss(
-                            replica,
-                            stage,
-                            config,
-                            batch.images,
-                            &targets,
-                            step,
-                            device,
-                        )?;
-                        let total = loss.total.mul_scalar(share);
-                        let parts = (
-                            total.clone().into_scalar::<f32>(),
-                            loss.detection.into_scalar::<f32>() * share,
-                            loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * share,
-                        );
-                        Ok((
-                            GradientsParams::from_grads(total.backward(), replica),
-                            parts,
-                        ))
+                        shard_step(replica, items, device, seed ^ (index as u64 + 1) << 48)
                     },
                 )?;
                 let sum = parts.iter().fold((0.0, 0.0, 0.0), |acc, p| {
@@ -527,15 +524,7 @@ pub fn train_stage(
                 });
                 (grads, sum)
             } else {
-                model.set_drop_path_seed(drop_seed);
-                let batch = data.batcher.batch(items, &device)?;
-                let targets = label_batch(&anchors, &batch.targets, &loss_config);
-                let loss = step_loss(&model, stage, config, batch.images, &targets, step, &device)?;
-                let value: f32 = loss.total.clone().into_scalar();
-                let detection: f32 = loss.detection.into_scalar();
-                let distill: f32 = loss.distill.map_or(0.0, |d| d.into_scalar());
-                let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-                (grads, (value, detection, distill))
+                shard_step(&mut model, items, &device, seed)?
             };
             check_finite(value, stage.name(), epoch, step, checkpoint.as_deref())?;
             model = optim.step(lr, model, grads);
