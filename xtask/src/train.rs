@@ -115,7 +115,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (device, replica_devices) = match (args.device, args.gpus) {
         (DeviceChoice::Wgpu, gpus) => {
             let count = gpus.unwrap_or(1);
-            let gpus = crate::device::gpu_devices(args.device, count)?;
+            if count == 0 {
+                anyhow::bail!("--gpus must be at least 1");
+            }
             if config.data_parallel != count {
                 tracing::info!(data_parallel = count, "one data-parallel replica per GPU");
                 config.data_parallel = count;
@@ -124,6 +126,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             if count == 1 {
                 (args.device.device()?, Vec::new())
             } else {
+                let gpus = crate::device::gpu_devices(count)?;
                 (gpus[0].clone(), gpus)
             }
         }
