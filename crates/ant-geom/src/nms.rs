@@ -24,34 +24,44 @@ fn descending_order(scores: &[f32]) -> Vec<usize> {
     order
 }
 
-/// Greedy NMS over `order`, where `same_group(i, j)` says whether box `i` may suppress box `j`;
-/// stops once `limit` boxes are kept (boxes are visited best first, so these are the first
-/// `limit` of the unlimited result).
+/// Greedy NMS over `order`, where boxes of the same `group` (a class) may suppress each
+/// other; stops once `limit` boxes are kept (boxes are visited best first, so these are the
+/// first `limit` of the unlimited result).
+///
+/// Each visited box is compared with the boxes of its group kept so far and kept when none
+/// overlaps it above the threshold. That is greedy NMS (a box is suppressed exactly when an
+/// earlier kept box overlaps it) but costs one IoU per (visited box, kept box of its group)
+/// instead of one per (kept box, later box): a detector keeping 100 of 5,000 candidates visits
+/// few more than it keeps.
 fn greedy_suppress(
     boxes: &[BoxXyxy],
     order: &[usize],
     iou_threshold: f32,
     limit: usize,
-    same_group: impl Fn(usize, usize) -> bool,
+    group: impl Fn(usize) -> usize,
 ) -> Vec<usize> {
-    let mut suppressed = vec![false; boxes.len()];
     let mut keep = Vec::new();
-    for (position, &index) in order.iter().enumerate() {
+    let mut kept_by_group: Vec<(usize, Vec<BoxXyxy>)> = Vec::new();
+    for &index in order {
         if keep.len() == limit {
             break;
         }
-        if suppressed[index] {
-            continue;
-        }
-        keep.push(index);
-        let kept_box = boxes[index];
-        for &other in &order[position + 1..] {
-            if !suppressed[other]
-                && same_group(index, other)
-                && kept_box.iou(&boxes[other]) > iou_threshold
-            {
-                suppressed[other] = true;
+        let candidate = boxes[index];
+        let key = group(index);
+        let slot = match kept_by_group.iter().position(|(g, _)| *g == key) {
+            Some(slot) => slot,
+            None => {
+                kept_by_group.push((key, Vec::new()));
+                kept_by_group.len() - 1
             }
+        };
+        let kept = &mut kept_by_group[slot].1;
+        if !kept
+            .iter()
+            .any(|kept_box| kept_box.iou(&candidate) > iou_threshold)
+        {
+            kept.push(candidate);
+            keep.push(index);
         }
     }
     keep
@@ -72,7 +82,7 @@ pub fn nms(boxes: &[BoxXyxy], scores: &[f32], iou_threshold: f32) -> Vec<usize> 
         &descending_order(scores),
         iou_threshold,
         usize::MAX,
-        |_, _| true,
+        |_| 0,
     )
 }
 
@@ -118,7 +128,7 @@ pub fn batched_nms_top(
         &descending_order(scores),
         iou_threshold,
         max_keep,
-        |a, b| classes[a] == classes[b],
+        |index| classes[index],
     )
 }
 
