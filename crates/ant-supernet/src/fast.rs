@@ -43,6 +43,70 @@ fn swish_scalar(y: f32) -> f32 {
     y / (1.0 + fast_exp(-y))
 }
 
+/// Runs `f` compiled for the widest instruction set this CPU has (AVX-512, AVX2 + FMA, or
+/// the x86-64 baseline), picked at run time by `pulp`: the loops inside vectorise to that
+/// width when `f`'s body inlines (a closure calling an `#[inline(always)]` function with
+/// little else; larger bodies go through a [`pulp::WithSimd`] type, as the kernels below
+/// do). Element-wise loops give the same bits on every instruction set: Rust never fuses a
+/// multiply and an add on its own, and no loop here reorders a sum.
+#[inline(always)]
+pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// [`affine_act_planes`] as a [`pulp::WithSimd`] operation, so that it is inlined into
+/// every instruction-set variant.
+struct AffineAct<'a> {
+    values: &'a mut [f32],
+    plane: usize,
+    scale: &'a [f32],
+    shift: &'a [f32],
+    activate: bool,
+}
+
+impl pulp::WithSimd for AffineAct<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        affine_act_planes(
+            self.values,
+            self.plane,
+            self.scale,
+            self.shift,
+            self.activate,
+        );
+    }
+}
+
+/// [`depthwise_plane`] as a [`pulp::WithSimd`] operation.
+struct DepthwisePlane<'a> {
+    geometry: &'a PlaneGeometry,
+    input_plane: &'a [f32],
+    filter: &'a [f32],
+    scale: f32,
+    shift: f32,
+    epilogue: Epilogue,
+    out_plane: &'a mut [f32],
+}
+
+impl pulp::WithSimd for DepthwisePlane<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        depthwise_plane(
+            self.geometry,
+            self.input_plane,
+            self.filter,
+            self.scale,
+            self.shift,
+            self.epilogue,
+            self.out_plane,
+        );
+    }
+}
+
 fn into_values(x: Tensor<4>) -> ([usize; 4], Vec<f32>) {
     let dims = x.dims();
     let values = x
@@ -63,7 +127,7 @@ pub fn swish(x: Tensor<4>) -> Tensor<4> {
         return crate::act::swish_train(x);
     }
     let (dims, mut values) = into_values(x);
-    values.iter_mut().for_each(|v| *v = swish_scalar(*v));
+    simd(|| values.iter_mut().for_each(|v| *v = swish_scalar(*v)));
     from_values(dims, values, &device)
 }
 
@@ -87,6 +151,27 @@ pub fn batch_norm_affine(bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
     (scale, shift)
 }
 
+/// `y = x * scale[c] + shift[c]` (then swish when `activate`) over planes of `plane` values,
+/// channel `c` = plane index modulo `scale.len()`. Inlined into [`simd`]'s variants.
+#[inline(always)]
+fn affine_act_planes(
+    values: &mut [f32],
+    plane: usize,
+    scale: &[f32],
+    shift: &[f32],
+    activate: bool,
+) {
+    let channels = scale.len();
+    for (index, chunk) in values.chunks_exact_mut(plane).enumerate() {
+        let (s, b) = (scale[index % channels], shift[index % channels]);
+        if activate {
+            chunk.iter_mut().for_each(|v| *v = swish_scalar(*v * s + b));
+        } else {
+            chunk.iter_mut().for_each(|v| *v = *v * s + b);
+        }
+    }
+}
+
 /// Batch norm, then swish when `activate`: one pass at inference, Burn's ops in training.
 ///
 /// # Shapes
@@ -103,16 +188,14 @@ pub fn norm_act(bn: &BatchNorm, x: Tensor<4>, activate: bool) -> Tensor<4> {
     }
     let (scale, shift) = batch_norm_affine(bn);
     let (dims, mut values) = into_values(x);
-    let [_, channels, height, width] = dims;
-    let plane = height * width;
-    for (index, chunk) in values.chunks_exact_mut(plane).enumerate() {
-        let (s, b) = (scale[index % channels], shift[index % channels]);
-        if activate {
-            chunk.iter_mut().for_each(|v| *v = swish_scalar(*v * s + b));
-        } else {
-            chunk.iter_mut().for_each(|v| *v = *v * s + b);
-        }
-    }
+    let [_, _, height, width] = dims;
+    pulp::Arch::new().dispatch(AffineAct {
+        values: &mut values,
+        plane: height * width,
+        scale: &scale,
+        shift: &shift,
+        activate,
+    });
     from_values(dims, values, &device)
 }
 
@@ -137,90 +220,342 @@ pub fn depthwise_norm_act(
         let y = crate::dwconv::depthwise_conv2d_same(x, weight, stride);
         return norm_act(bn, y, activate);
     }
+    let (scale, shift) = batch_norm_affine(bn);
+    depthwise_affine(x, weight, stride, Some((&scale, &shift)), activate)
+}
+
+/// A depthwise convolution with TF "same" padding and no bias at inference (stride 1 or 2),
+/// the kernel of [`depthwise_norm_act`] without a norm: the separable convolutions of the
+/// BiFPN and the heads. Burn's op on an autodiff device or another stride.
+///
+/// # Shapes
+/// As [`depthwise_norm_act`].
+pub fn depthwise_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> Tensor<4> {
+    if x.device().is_autodiff() || !(stride == 1 || stride == 2) {
+        return crate::dwconv::depthwise_conv2d_same(x, weight, stride);
+    }
+    depthwise_affine(x, weight, stride, None, false)
+}
+
+/// The shape of one depthwise plane computation.
+struct PlaneGeometry {
+    width: usize,
+    kernel: usize,
+    stride: usize,
+    pad_top: usize,
+    pad_left: usize,
+    padded_h: usize,
+    padded_w: usize,
+    even_w: usize,
+    out_w: usize,
+}
+
+/// What runs on each finished output row.
+#[derive(Clone, Copy)]
+enum Epilogue {
+    None,
+    Affine,
+    AffineSwish,
+}
+
+/// One channel plane of the depthwise kernel: the zero-padded plane, each row either as is
+/// (stride 1) or as its even padded columns followed by its odd ones (stride 2), so every tap
+/// reads a contiguous run; then for every output row and tap `row += w * input_run`, and the
+/// epilogue. Inlined into [`simd`]'s instruction-set variants.
+#[inline(always)]
+fn depthwise_plane(
+    g: &PlaneGeometry,
+    input_plane: &[f32],
+    filter: &[f32],
+    s: f32,
+    b: f32,
+    epilogue: Epilogue,
+    out_plane: &mut [f32],
+) {
+    let mut padded = vec![0f32; g.padded_h * g.padded_w];
+    for (row, source) in input_plane.chunks_exact(g.width).enumerate() {
+        let base = (row + g.pad_top) * g.padded_w;
+        if g.stride == 1 {
+            padded[base + g.pad_left..base + g.pad_left + g.width].copy_from_slice(source);
+        } else {
+            let (even, odd) = padded[base..base + g.padded_w].split_at_mut(g.even_w);
+            for (i, value) in source.iter().enumerate() {
+                let column = i + g.pad_left;
+                if column % 2 == 0 {
+                    even[column / 2] = *value;
+                } else {
+                    odd[column / 2] = *value;
+                }
+            }
+        }
+    }
+    match (g.kernel, g.stride) {
+        (3, 1) => depthwise_flat::<3, 9>(g, &padded, filter, s, b, epilogue, out_plane),
+        (5, 1) => depthwise_flat::<5, 25>(g, &padded, filter, s, b, epilogue, out_plane),
+        (3, _) => depthwise_rows::<3, 9>(g, &padded, filter, s, b, epilogue, out_plane),
+        (5, _) => depthwise_rows::<5, 25>(g, &padded, filter, s, b, epilogue, out_plane),
+        _ => depthwise_rows_any(g, &padded, filter, s, b, epilogue, out_plane),
+    }
+}
+
+/// A stride-1 `K x K` depthwise plane as one run over the padded plane: output `(y, x)` is
+/// computed at flat index `y * padded_w + x`, where every tap reads the padded plane at a
+/// constant offset, so `LANES` outputs accumulate all taps in registers across row ends
+/// too (short rows of small pyramid levels waste no lanes); the `K - 1` padding columns of
+/// each row are computed and dropped when the rows are copied out through the epilogue.
+#[inline(always)]
+fn depthwise_flat<const K: usize, const TAPS: usize>(
+    g: &PlaneGeometry,
+    padded: &[f32],
+    filter: &[f32],
+    s: f32,
+    b: f32,
+    epilogue: Epilogue,
+    out_plane: &mut [f32],
+) {
+    let (pw, out_w) = (g.padded_w, g.out_w);
+    let out_h = out_plane.len() / out_w;
+    let span = (out_h - 1) * pw + out_w;
+    let weights: [f32; TAPS] = std::array::from_fn(|tap| filter[tap]);
+    let offsets: [usize; TAPS] = std::array::from_fn(|tap| (tap / K) * pw + tap % K);
+    let mut flat = vec![0f32; span];
+    let full = span - span % LANES;
+    for i0 in (0..full).step_by(LANES) {
+        let mut acc = [0f32; LANES];
+        for tap in 0..TAPS {
+            let w = weights[tap];
+            let start = i0 + offsets[tap];
+            let source: &[f32; LANES] = padded[start..start + LANES]
+                .try_into()
+                .expect("a full block of lanes");
+            for lane in 0..LANES {
+                acc[lane] += w * source[lane];
+            }
+        }
+        flat[i0..i0 + LANES].copy_from_slice(&acc);
+    }
+    for (i, value) in flat.iter_mut().enumerate().skip(full) {
+        let mut acc = 0f32;
+        for tap in 0..TAPS {
+            acc += weights[tap] * padded[i + offsets[tap]];
+        }
+        *value = acc;
+    }
+    for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
+        let row = &flat[oy * pw..oy * pw + out_w];
+        for (out, &value) in out_row.iter_mut().zip(row) {
+            *out = finish(value, s, b, epilogue);
+        }
+    }
+}
+
+/// Output lanes accumulated together in registers (one AVX-512 vector of `f32`).
+const LANES: usize = 16;
+
+/// Where tap column `kx` of a padded row starts (stride 2: in the even or the odd half).
+#[inline(always)]
+fn tap_column(g: &PlaneGeometry, kx: usize) -> usize {
+    match (g.stride, kx % 2) {
+        (1, _) => kx,
+        (_, 0) => kx / 2,
+        _ => g.even_w + kx / 2,
+    }
+}
+
+#[inline(always)]
+fn finish(value: f32, s: f32, b: f32, epilogue: Epilogue) -> f32 {
+    match epilogue {
+        Epilogue::AffineSwish => swish_scalar(value * s + b),
+        Epilogue::Affine => value * s + b,
+        Epilogue::None => value,
+    }
+}
+
+/// The rows of a `K x K` depthwise plane: `LANES` outputs at a time accumulate all `TAPS`
+/// taps in registers (tap order `ky`-major, the sum order of [`depthwise_rows_any`]), then
+/// the epilogue and one store.
+#[inline(always)]
+fn depthwise_rows<const K: usize, const TAPS: usize>(
+    g: &PlaneGeometry,
+    padded: &[f32],
+    filter: &[f32],
+    s: f32,
+    b: f32,
+    epilogue: Epilogue,
+    out_plane: &mut [f32],
+) {
+    let out_w = g.out_w;
+    let weights: [f32; TAPS] = std::array::from_fn(|tap| filter[tap]);
+    let columns: [usize; K] = std::array::from_fn(|kx| tap_column(g, kx));
+    for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
+        let sources: [&[f32]; TAPS] = std::array::from_fn(|tap| {
+            let start = (oy * g.stride + tap / K) * g.padded_w + columns[tap % K];
+            &padded[start..start + out_w]
+        });
+        let full = out_w - out_w % LANES;
+        for x0 in (0..full).step_by(LANES) {
+            let mut acc = [0f32; LANES];
+            for tap in 0..TAPS {
+                let w = weights[tap];
+                let source: &[f32; LANES] = sources[tap][x0..x0 + LANES]
+                    .try_into()
+                    .expect("a full block of lanes");
+                for lane in 0..LANES {
+                    acc[lane] += w * source[lane];
+                }
+            }
+            let out: &mut [f32; LANES] = (&mut out_row[x0..x0 + LANES])
+                .try_into()
+                .expect("a full block of lanes");
+            for lane in 0..LANES {
+                out[lane] = finish(acc[lane], s, b, epilogue);
+            }
+        }
+        for x in full..out_w {
+            let mut acc = 0f32;
+            for tap in 0..TAPS {
+                acc += weights[tap] * sources[tap][x];
+            }
+            out_row[x] = finish(acc, s, b, epilogue);
+        }
+    }
+}
+
+/// The rows of a depthwise plane of any kernel size: per tap, `row += w * input_run`.
+fn depthwise_rows_any(
+    g: &PlaneGeometry,
+    padded: &[f32],
+    filter: &[f32],
+    s: f32,
+    b: f32,
+    epilogue: Epilogue,
+    out_plane: &mut [f32],
+) {
+    let kernel = g.kernel;
+    for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
+        for ky in 0..kernel {
+            let row = oy * g.stride + ky;
+            for kx in 0..kernel {
+                let w = filter[ky * kernel + kx];
+                let start = row * g.padded_w + tap_column(g, kx);
+                let source = &padded[start..start + g.out_w];
+                for (o, i) in out_row.iter_mut().zip(source) {
+                    *o += w * i;
+                }
+            }
+        }
+        out_row
+            .iter_mut()
+            .for_each(|v| *v = finish(*v, s, b, epilogue));
+    }
+}
+
+/// The depthwise kernel: each output row, then `y * scale[c] + shift[c]` (when given) and
+/// swish (when `activate`) on it.
+fn depthwise_affine(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: usize,
+    affine: Option<(&[f32], &[f32])>,
+    activate: bool,
+) -> Tensor<4> {
+    let device = x.device();
     let [batch, channels, height, width] = x.dims();
     let [weight_channels, _, kernel, _] = weight.dims();
     assert_eq!(
         weight_channels, channels,
         "depthwise weight must have one filter per channel"
     );
-    let (pad_top, _) = crate::nn::same_padding(height, kernel, stride);
-    let (pad_left, _) = crate::nn::same_padding(width, kernel, stride);
-    let out_h = height.div_ceil(stride);
-    let out_w = width.div_ceil(stride);
-    let (scale, shift) = batch_norm_affine(bn);
     let weights: Vec<f32> = weight.into_data().iter::<f32>().collect();
     let (_, input) = into_values(x);
-    let mut output = vec![0f32; batch * channels * out_h * out_w];
+    let output = depthwise_planes(
+        &input,
+        [batch * channels, height, width],
+        channels,
+        &weights,
+        kernel,
+        stride,
+        affine,
+        activate,
+    );
+    let [out_h, out_w] = [height.div_ceil(stride), width.div_ceil(stride)];
+    from_values([batch, channels, out_h, out_w], output, &device)
+}
+
+/// Below this many output values a kernel runs on the calling thread: handing a batch-1
+/// layer of a small pyramid level to another thread costs more than computing it.
+pub const PARALLEL_MIN_OUTPUTS: usize = 1 << 15;
+
+/// The depthwise kernel on plain data: `planes` planes of `height x width` (plane `p` is
+/// channel `p % channels`), `weights` `[channels, kernel, kernel]`, TF "same" padding, stride
+/// 1 or 2, then per channel `y * scale + shift` when `affine` is given and swish when
+/// `activate`. Returns the `planes` output planes of `ceil(height / stride) x
+/// ceil(width / stride)`. Planes run in parallel (rayon) when the output is large.
+pub fn depthwise_planes(
+    input: &[f32],
+    [planes, height, width]: [usize; 3],
+    channels: usize,
+    weights: &[f32],
+    kernel: usize,
+    stride: usize,
+    affine: Option<(&[f32], &[f32])>,
+    activate: bool,
+) -> Vec<f32> {
+    assert!(stride == 1 || stride == 2, "depthwise stride {stride}");
+    let (pad_top, pad_bottom) = crate::nn::same_padding(height, kernel, stride);
+    let (pad_left, pad_right) = crate::nn::same_padding(width, kernel, stride);
+    let out_h = height.div_ceil(stride);
+    let out_w = width.div_ceil(stride);
     let plane_in = height * width;
     let plane_out = out_h * out_w;
     let taps = kernel * kernel;
-    let (pad_bottom, pad_right) = (
-        crate::nn::same_padding(height, kernel, stride).1,
-        crate::nn::same_padding(width, kernel, stride).1,
-    );
-    let padded_h = height + pad_top + pad_bottom;
     let padded_w = width + pad_left + pad_right;
-    // Stride 2: width of the even-column half of a split row.
-    let even_w = padded_w.div_ceil(2);
-    let compute_plane = |(index, out_plane): (usize, &mut [f32])| {
-        let channel = index % channels;
-        let input_plane = &input[index * plane_in..(index + 1) * plane_in];
-        let filter = &weights[channel * taps..(channel + 1) * taps];
-        let (s, b) = (scale[channel], shift[channel]);
-        // The plane with its zero padding; for stride 2 split into even and odd columns so
-        // every tap reads a contiguous run.
-        // The zero-padded plane, each row either as is (stride 1) or as its even padded
-        // columns followed by its odd ones (stride 2), so every tap reads a contiguous run.
-        // Written straight from the input; the padding is the buffer's initial zero.
-        let mut padded = vec![0f32; padded_h * padded_w];
-        for (row, source) in input_plane.chunks_exact(width).enumerate() {
-            let base = (row + pad_top) * padded_w;
-            if stride == 1 {
-                padded[base + pad_left..base + pad_left + width].copy_from_slice(source);
-            } else {
-                let (even, odd) = padded[base..base + padded_w].split_at_mut(even_w);
-                for (i, value) in source.iter().enumerate() {
-                    let column = i + pad_left;
-                    if column % 2 == 0 {
-                        even[column / 2] = *value;
-                    } else {
-                        odd[column / 2] = *value;
-                    }
-                }
-            }
-        }
-        for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
-            for ky in 0..kernel {
-                let row = oy * stride + ky;
-                for kx in 0..kernel {
-                    let w = filter[ky * kernel + kx];
-                    let column = match (stride, kx % 2) {
-                        (1, _) => kx,
-                        (_, 0) => kx / 2,
-                        _ => even_w + kx / 2,
-                    };
-                    let start = row * padded_w + column;
-                    let source = &padded[start..start + out_w];
-                    for (o, i) in out_row.iter_mut().zip(source) {
-                        *o += w * i;
-                    }
-                }
-            }
-            if activate {
-                out_row
-                    .iter_mut()
-                    .for_each(|v| *v = swish_scalar(*v * s + b));
-            } else {
-                out_row.iter_mut().for_each(|v| *v = *v * s + b);
-            }
-        }
+    let geometry = PlaneGeometry {
+        width,
+        kernel,
+        stride,
+        pad_top,
+        pad_left,
+        padded_h: height + pad_top + pad_bottom,
+        padded_w,
+        // Stride 2: width of the even-column half of a split row.
+        even_w: padded_w.div_ceil(2),
+        out_w,
     };
-    use rayon::prelude::*;
+    let epilogue = match (activate, affine.is_some()) {
+        (true, _) => Epilogue::AffineSwish,
+        (false, true) => Epilogue::Affine,
+        (false, false) => Epilogue::None,
+    };
+    let mut output = vec![0f32; planes * plane_out];
+    let compute = |(index, out_plane): (usize, &mut [f32])| {
+        let channel = index % channels;
+        let (s, b) = affine.map_or((1.0, 0.0), |(scale, shift)| {
+            (scale[channel], shift[channel])
+        });
+        pulp::Arch::new().dispatch(DepthwisePlane {
+            geometry: &geometry,
+            input_plane: &input[index * plane_in..(index + 1) * plane_in],
+            filter: &weights[channel * taps..(channel + 1) * taps],
+            scale: s,
+            shift: b,
+            epilogue,
+            out_plane,
+        });
+    };
+    if output.len() < PARALLEL_MIN_OUTPUTS {
+        output
+            .chunks_exact_mut(plane_out)
+            .enumerate()
+            .for_each(compute);
+    } else {
+        use rayon::prelude::*;
+        output
+            .par_chunks_exact_mut(plane_out)
+            .enumerate()
+            .for_each(compute);
+    }
     output
-        .par_chunks_exact_mut(plane_out)
-        .enumerate()
-        .for_each(compute_plane);
-    from_values([batch, channels, out_h, out_w], output, &device)
 }
 
 /// Max pooling with TF "same" padding (padding never wins) at inference; Burn's op otherwise.
@@ -377,6 +712,8 @@ mod tests {
     #[test]
     fn should_match_burn_depthwise_conv_with_same_padding() {
         let device = burn::tensor::Device::flex();
+        // Widths 8..=40: output rows shorter than, equal to and longer than a block of
+        // lanes, with and without a remainder; kernel 7 takes the generic path.
         for (size, kernel, stride) in [
             (9, 3, 1),
             (9, 5, 1),
@@ -384,6 +721,10 @@ mod tests {
             (11, 5, 2),
             (16, 5, 2),
             (7, 3, 2),
+            (15, 3, 1),
+            (33, 3, 2),
+            (39, 5, 1),
+            (12, 7, 1),
         ] {
             let channels = 4;
             let mut bn = crate::nn::batch_norm(channels, &device);
@@ -406,6 +747,13 @@ mod tests {
                 stride,
                 channels,
             )));
+            let plain = crate::nn::conv2d_same(x.clone(), weight.clone(), None, stride, channels);
+            let ours_plain = depthwise_same(x.clone(), weight.clone(), stride);
+            let error: f32 = (ours_plain - plain).abs().max().into_scalar();
+            assert!(
+                error < 1e-4,
+                "no norm: size {size} kernel {kernel} stride {stride}: {error}"
+            );
             let ours = depthwise_norm_act(x, weight, stride, &bn, true);
             assert_eq!(ours.dims(), expected.dims());
             let error: f32 = (ours - expected).abs().max().into_scalar();

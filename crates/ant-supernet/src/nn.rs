@@ -136,7 +136,7 @@ impl ConvWeight {
     pub fn forward(&self, x: Tensor<4>, stride: usize, groups: usize) -> Tensor<4> {
         let [out_channels, in_per_group, _, _] = self.weight.dims();
         if groups > 1 && in_per_group == 1 && out_channels == groups && self.bias.is_none() {
-            return crate::dwconv::depthwise_conv2d_same(x, self.weight.val(), stride);
+            return crate::fast::depthwise_same(x, self.weight.val(), stride);
         }
         conv2d_same(
             x,
