@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use burn::module::Module;
+use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor};
 
 use crate::anchors::Anchors;
@@ -105,6 +106,48 @@ impl EfficientDet {
         self.box_net.load_effdet(weights, "box_net", true, device)
     }
 
+    /// Calls `f` on every batch norm: the stem's, the backbone blocks' (every private norm of
+    /// every ratio), the BiFPN's, the heads' per-level ones.
+    pub fn for_each_norm(&mut self, mut f: impl FnMut(&mut BatchNorm)) {
+        let backbone = &mut self.backbone;
+        f(&mut backbone.bn_stem);
+        for block in &mut backbone.first_stage {
+            f(&mut block.bn_depthwise);
+            f(&mut block.bn_pointwise);
+        }
+        for block in backbone.stages.iter_mut().flatten() {
+            for norm in block
+                .bn_expand
+                .iter_mut()
+                .chain(block.bn_depthwise.iter_mut())
+                .chain(block.bn_project.iter_mut())
+            {
+                f(norm);
+            }
+        }
+        for extra in self.fpn.extra_levels.iter_mut().flatten() {
+            f(&mut extra.bn);
+        }
+        for node in self
+            .fpn
+            .cells
+            .iter_mut()
+            .flat_map(|cell| cell.nodes.iter_mut())
+        {
+            for resample in node.resample.iter_mut().flatten() {
+                f(&mut resample.bn);
+            }
+            if let Some(norm) = node.conv.bn.as_mut() {
+                f(norm);
+            }
+        }
+        for head in [&mut self.class_net, &mut self.box_net] {
+            for norm in head.bn_rep.iter_mut().flatten() {
+                f(norm);
+            }
+        }
+    }
+
     /// Checks that the model holds subnet `arch`.
     pub fn validate(&self, arch: &SubnetArch) -> Result<()> {
         self.backbone.validate(arch)
@@ -144,12 +187,13 @@ impl EfficientDet {
 
     /// Decoding and NMS of raw outputs.
     pub fn postprocess(&self, outputs: &HeadOutputs) -> Vec<Detections> {
-        postprocess(
-            &outputs.class,
-            &outputs.boxes,
-            &self.anchors(),
-            &self.config,
-        )
+        self.postprocess_with(outputs, &self.anchors())
+    }
+
+    /// [`Self::postprocess`] with this detector's anchors computed once by the caller
+    /// ([`Self::anchors`]), as a stream of frames wants.
+    pub fn postprocess_with(&self, outputs: &HeadOutputs, anchors: &Anchors) -> Vec<Detections> {
+        postprocess(&outputs.class, &outputs.boxes, anchors, &self.config)
     }
 
     /// The anchors of this detector's config.

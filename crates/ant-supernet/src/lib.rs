@@ -34,6 +34,7 @@ pub mod loss;
 pub mod nn;
 pub mod parity;
 pub mod postprocess;
+pub mod prepared;
 pub mod seeded;
 pub mod weights;
 

@@ -12,9 +12,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::arch::SubnetArch;
-use crate::config::EfficientDetConfig;
+use crate::config::{EfficientDetConfig, PYRAMID_STAGES};
 use crate::detector::EfficientDet;
 use crate::error::{Result, SupernetError};
+use crate::postprocess::Detections;
+use crate::prepared::{Map, PreparedDetector};
 use crate::weights::WeightMap;
 
 /// Tolerance for feature maps and head outputs.
@@ -94,6 +96,7 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
         .expect("checked above")
         .to_vec();
     let input: Tensor<4> = Tensor::from_data(TensorData::new(input_values, input_shape), device);
+    let input_copy = input.clone();
 
     let mut entries = Vec::new();
     let compare = |name: String, tensor: Tensor<4>, entries: &mut Vec<ParityEntry>| {
@@ -124,89 +127,151 @@ pub fn run_parity(weights: &Path, reference: &Path, device: &Device) -> Result<P
         compare(format!("box_out_{level}"), boxes.clone(), &mut entries);
     }
     if let Some(expected) = reference_map.values("detections") {
-        // The fixture's weights are random, so many scores are near-ties (1e-5 apart) and the
-        // order of equal-score detections, or which of two boxes at IoU ~0.5 NMS keeps, is
-        // decided by float noise. Detections are therefore matched as sets: each reference
-        // detection to our detection of the same class with the nearest box.
         let detections = &model.postprocess(&outputs)[0];
-        let rows: Vec<&[f32]> = expected
-            .chunks_exact(6)
-            .filter(|row| row[4] > 0.0)
-            .collect();
-        let mut box_error: f32 = 0.0;
-        let mut score_error: f32 = 0.0;
-        let mut unmatched = 0usize;
-        if std::env::var_os("ANT_PARITY_DEBUG").is_some() {
-            for d in &detections.items {
-                let b = d.bbox;
-                eprintln!(
-                    "det {} {} {} {} {} {}",
-                    b.x1, b.y1, b.x2, b.y2, d.score, d.class
-                );
+        compare_detections(
+            "",
+            detections,
+            expected,
+            model.config.max_detections,
+            &mut entries,
+        );
+    }
+    // The CPU inference engine (`prepared`), on the same input, against the same reference.
+    if !device.is_autodiff() {
+        let prepared = PreparedDetector::new(&model);
+        let image = Map::from_tensor(input_copy);
+        let (_, stages) = prepared.backbone(&image, &arch)?;
+        for (index, &stage) in PYRAMID_STAGES.iter().enumerate() {
+            if let Some(expected) = reference_map.values(&format!("backbone_{index}")) {
+                entries.push(ParityEntry {
+                    name: format!("prepared.backbone_{index}"),
+                    max_abs_error: max_abs_diff(&stages[stage].data, expected),
+                    tolerance: TENSOR_TOLERANCE,
+                });
             }
         }
-        for row in &rows {
-            let nearest = detections
-                .items
-                .iter()
-                .filter(|d| (d.class + 1) as f32 == row[5])
-                .map(|d| {
-                    let b = d.bbox;
-                    let error = [b.x1, b.y1, b.x2, b.y2]
-                        .iter()
-                        .zip(&row[..4])
-                        .map(|(a, e)| (a - e).abs())
-                        .fold(0.0, f32::max);
-                    (error, (d.score - row[4]).abs())
-                })
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            match nearest {
-                Some((error, score)) if error <= BOX_TOLERANCE => {
-                    box_error = box_error.max(error);
-                    score_error = score_error.max(score);
-                }
-                _ => {
-                    // A near-tie NMS swap: we kept an overlapping neighbour (IoU > 0.5) of
-                    // the same class whose score is equal to float precision.
-                    let reference_box = ant_geom::BoxXyxy {
-                        x1: row[0],
-                        y1: row[1],
-                        x2: row[2],
-                        y2: row[3],
-                    };
-                    let swapped = detections.items.iter().any(|d| {
-                        (d.class + 1) as f32 == row[5]
-                            && (d.score - row[4]).abs() <= NEAR_TIE_SCORE
-                            && d.bbox.iou(&reference_box) > 0.3
-                    });
-                    // Displaced at the `max_detections` cut by such a swap further up.
-                    let lowest_kept = detections.items.last().map_or(f32::INFINITY, |d| d.score);
-                    let displaced = detections.len() == model.config.max_detections
-                        && row[4] <= lowest_kept + NEAR_TIE_SCORE;
-                    if !swapped && !displaced {
-                        unmatched += 1;
-                    }
-                }
+        let outputs = prepared.pyramid(PYRAMID_STAGES.map(|index| &stages[index]));
+        for (offset, (class, boxes)) in outputs.class.iter().zip(&outputs.boxes).enumerate() {
+            let level = config.min_level + offset;
+            let name = |kind: &str| format!("prepared.{kind}_out_{level}");
+            if let Some(expected) = reference_map.values(&format!("class_out_{level}")) {
+                entries.push(ParityEntry {
+                    name: name("class"),
+                    max_abs_error: max_abs_diff(&class.data, expected),
+                    tolerance: TENSOR_TOLERANCE,
+                });
+            }
+            if let Some(expected) = reference_map.values(&format!("box_out_{level}")) {
+                entries.push(ParityEntry {
+                    name: name("box"),
+                    max_abs_error: max_abs_diff(&boxes.data, expected),
+                    tolerance: TENSOR_TOLERANCE,
+                });
             }
         }
-        if rows.is_empty() || detections.len() != rows.len() {
-            unmatched = unmatched.max(1).max(rows.len().abs_diff(detections.len()));
+        if let Some(expected) = reference_map.values("detections") {
+            let detections = prepared.postprocess(&outputs, &model.anchors());
+            compare_detections(
+                "prepared.",
+                &detections,
+                expected,
+                model.config.max_detections,
+                &mut entries,
+            );
         }
-        entries.push(ParityEntry {
-            name: "detections.boxes".into(),
-            max_abs_error: box_error,
-            tolerance: BOX_TOLERANCE,
-        });
-        entries.push(ParityEntry {
-            name: "detections.scores".into(),
-            max_abs_error: score_error,
-            tolerance: TENSOR_TOLERANCE,
-        });
-        entries.push(ParityEntry {
-            name: "detections.unmatched".into(),
-            max_abs_error: unmatched as f32,
-            tolerance: 0.0,
-        });
     }
     Ok(ParityReport { entries })
+}
+
+/// Matches `detections` with the reference rows `expected` (`[x1, y1, x2, y2, score, class + 1]`
+/// each) and pushes the box, score and unmatched entries, named with `prefix`.
+fn compare_detections(
+    prefix: &str,
+    detections: &Detections,
+    expected: &[f32],
+    max_detections: usize,
+    entries: &mut Vec<ParityEntry>,
+) {
+    // The fixture's weights are random, so many scores are near-ties (1e-5 apart) and the
+    // order of equal-score detections, or which of two boxes at IoU ~0.5 NMS keeps, is
+    // decided by float noise. Detections are therefore matched as sets: each reference
+    // detection to our detection of the same class with the nearest box.
+    let rows: Vec<&[f32]> = expected
+        .chunks_exact(6)
+        .filter(|row| row[4] > 0.0)
+        .collect();
+    let mut box_error: f32 = 0.0;
+    let mut score_error: f32 = 0.0;
+    let mut unmatched = 0usize;
+    if std::env::var_os("ANT_PARITY_DEBUG").is_some() {
+        for d in &detections.items {
+            let b = d.bbox;
+            eprintln!(
+                "det {} {} {} {} {} {}",
+                b.x1, b.y1, b.x2, b.y2, d.score, d.class
+            );
+        }
+    }
+    for row in &rows {
+        let nearest = detections
+            .items
+            .iter()
+            .filter(|d| (d.class + 1) as f32 == row[5])
+            .map(|d| {
+                let b = d.bbox;
+                let error = [b.x1, b.y1, b.x2, b.y2]
+                    .iter()
+                    .zip(&row[..4])
+                    .map(|(a, e)| (a - e).abs())
+                    .fold(0.0, f32::max);
+                (error, (d.score - row[4]).abs())
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match nearest {
+            Some((error, score)) if error <= BOX_TOLERANCE => {
+                box_error = box_error.max(error);
+                score_error = score_error.max(score);
+            }
+            _ => {
+                // A near-tie NMS swap: we kept an overlapping neighbour (IoU > 0.5) of
+                // the same class whose score is equal to float precision.
+                let reference_box = ant_geom::BoxXyxy {
+                    x1: row[0],
+                    y1: row[1],
+                    x2: row[2],
+                    y2: row[3],
+                };
+                let swapped = detections.items.iter().any(|d| {
+                    (d.class + 1) as f32 == row[5]
+                        && (d.score - row[4]).abs() <= NEAR_TIE_SCORE
+                        && d.bbox.iou(&reference_box) > 0.3
+                });
+                // Displaced at the `max_detections` cut by such a swap further up.
+                let lowest_kept = detections.items.last().map_or(f32::INFINITY, |d| d.score);
+                let displaced =
+                    detections.len() == max_detections && row[4] <= lowest_kept + NEAR_TIE_SCORE;
+                if !swapped && !displaced {
+                    unmatched += 1;
+                }
+            }
+        }
+    }
+    if rows.is_empty() || detections.len() != rows.len() {
+        unmatched = unmatched.max(1).max(rows.len().abs_diff(detections.len()));
+    }
+    entries.push(ParityEntry {
+        name: format!("{prefix}detections.boxes"),
+        max_abs_error: box_error,
+        tolerance: BOX_TOLERANCE,
+    });
+    entries.push(ParityEntry {
+        name: format!("{prefix}detections.scores"),
+        max_abs_error: score_error,
+        tolerance: TENSOR_TOLERANCE,
+    });
+    entries.push(ParityEntry {
+        name: format!("{prefix}detections.unmatched"),
+        max_abs_error: unmatched as f32,
+        tolerance: 0.0,
+    });
 }

@@ -78,7 +78,7 @@ pub fn postprocess(
         .collect()
 }
 
-fn detect_image(
+pub(crate) fn detect_image(
     logits: &[f32],
     codes: &[f32],
     anchors: &Anchors,

@@ -17,44 +17,10 @@ use burn::tensor::Tensor;
 
 use crate::error::Result;
 
-/// Calls `f` on every batch norm of the detector (backbone, BiFPN, heads).
-pub fn for_each_norm(model: &mut EfficientDet, mut f: impl FnMut(&mut BatchNorm)) {
-    f(&mut model.backbone.bn_stem);
-    for block in &mut model.backbone.first_stage {
-        f(&mut block.bn_depthwise);
-        f(&mut block.bn_pointwise);
-    }
-    for block in model.backbone.stages.iter_mut().flatten() {
-        for norm in block
-            .bn_expand
-            .iter_mut()
-            .chain(block.bn_depthwise.iter_mut())
-            .chain(block.bn_project.iter_mut())
-        {
-            f(norm);
-        }
-    }
-    for extra in model.fpn.extra_levels.iter_mut().flatten() {
-        f(&mut extra.bn);
-    }
-    for node in model
-        .fpn
-        .cells
-        .iter_mut()
-        .flat_map(|cell| cell.nodes.iter_mut())
-    {
-        for resample in node.resample.iter_mut().flatten() {
-            f(&mut resample.bn);
-        }
-        if let Some(norm) = node.conv.bn.as_mut() {
-            f(norm);
-        }
-    }
-    for head in [&mut model.class_net, &mut model.box_net] {
-        for norm in head.bn_rep.iter_mut().flatten() {
-            f(norm);
-        }
-    }
+/// Calls `f` on every batch norm of the detector (backbone, BiFPN, heads):
+/// [`EfficientDet::for_each_norm`].
+pub fn for_each_norm(model: &mut EfficientDet, f: impl FnMut(&mut BatchNorm)) {
+    model.for_each_norm(f);
 }
 
 /// Sets the running-statistics momentum of every batch norm.

@@ -1,0 +1,1104 @@
+//! The CPU inference engine: a detector's layers prepared once for batch-1 frames.
+//!
+//! [`EfficientDet::forward`] re-derives per call what inference never changes: it folds
+//! every batch norm into its convolution, slices the supernet's weights for the chosen
+//! ratio, and moves every activation through Burn tensors between small ops. A
+//! [`PreparedDetector`] does that work once: batch norms folded into the weights and biases
+//! of the convolutions before them, each (stage, ratio) sliced into its own blocks, and the
+//! activations kept as plain [`Map`]s between layers. The 1x1 convolutions (most of the
+//! arithmetic) run as one matrix product each through Burn's `flex` matmul (the `gemm`
+//! crate), with bias, swish and the residual added in one pass over the product; the
+//! depthwise convolutions run the kernels of [`crate::fast`]; the squeeze-excite gate is
+//! folded into the projection's weight columns (`W (x * g) = (W * g) x`).
+//!
+//! Numerically the engine computes what [`EfficientDet::forward`] computes, up to the
+//! rounding of folding (tests: `tests/prepared.rs`, and the effdet parity test runs through
+//! it). It is for CPU inference: the weights live on the `flex` device.
+
+use burn::nn::BatchNorm;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::anchors::Anchors;
+use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
+use crate::backbone::{DepthwiseSeparable, ElasticMbConv};
+use crate::bifpn::{BiFpn, ConvBn, FpnNode};
+use crate::config::{EfficientDetConfig, PYRAMID_STAGES};
+use crate::detector::EfficientDet;
+use crate::error::{Result, SupernetError};
+use crate::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
+use crate::head::HeadNet;
+use crate::nn::{ConvWeight, SeparableConv};
+use crate::postprocess::{Detections, detect_image};
+
+/// One image's feature map: `channels` planes of `height x width`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Map {
+    /// Channels.
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// `channels * height * width` values, plane by plane.
+    pub data: Vec<f32>,
+}
+
+impl Map {
+    /// A map from its values.
+    ///
+    /// # Panics
+    /// When `data` does not hold `channels * height * width` values.
+    pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            channels * height * width,
+            "a map of {channels}x{height}x{width} needs as many values"
+        );
+        Self {
+            channels,
+            height,
+            width,
+            data,
+        }
+    }
+
+    /// The map of the single image of a `[1, C, H, W]` tensor.
+    ///
+    /// # Panics
+    /// When the batch is not 1 or the tensor is not `f32`.
+    pub fn from_tensor(x: Tensor<4>) -> Self {
+        let [batch, channels, height, width] = x.dims();
+        assert_eq!(batch, 1, "a map holds one image");
+        let data = x
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("float tensors hold f32");
+        Self::new(channels, height, width, data)
+    }
+
+    /// As a `[1, C, H, W]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(
+            TensorData::new(
+                self.data.clone(),
+                [1, self.channels, self.height, self.width],
+            ),
+            device,
+        )
+    }
+
+    /// `self += other` element-wise.
+    ///
+    /// # Panics
+    /// When the shapes differ.
+    pub fn add_assign(&mut self, other: &Map) {
+        assert_eq!(
+            (self.channels, self.height, self.width),
+            (other.channels, other.height, other.width),
+            "adding maps of different shapes"
+        );
+        weighted_add(&mut self.data, &other.data, None);
+    }
+
+    /// Values per plane.
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The mean of each channel (global average pooling), each a sum in a fixed order, so
+    /// the result does not depend on the instruction set.
+    pub fn channel_means(&self) -> Vec<f32> {
+        let plane = self.plane();
+        self.data
+            .chunks_exact(plane)
+            .map(|values| lane_sum(values) / plane as f32)
+            .collect()
+    }
+}
+
+/// A sum in a fixed order that vectorises: 16 interleaved partial sums, then those in order.
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut partial = [0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (sum, value) in partial.iter_mut().zip(chunk) {
+            *sum += value;
+        }
+    }
+    let mut total = 0f32;
+    for sum in partial {
+        total += sum;
+    }
+    for value in chunks.remainder() {
+        total += value;
+    }
+    total
+}
+
+/// What runs on each value after a convolution's bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing.
+    Identity,
+    /// `x * sigmoid(x)`.
+    Swish,
+}
+
+#[inline(always)]
+fn swish(x: f32) -> f32 {
+    x / (1.0 + fast_exp(-x))
+}
+
+/// `plane`-sized rows of `values` (row `c` = channel `c`): `v + bias[c]`, then the
+/// activation, then `+ residual` when given.
+fn epilogue(
+    values: &mut [f32],
+    plane: usize,
+    bias: &[f32],
+    activation: Activation,
+    residual: Option<&[f32]>,
+) {
+    pulp::Arch::new().dispatch(Epilogue {
+        values,
+        plane,
+        bias,
+        activation,
+        residual,
+    });
+}
+
+/// [`epilogue_rows`] as a [`pulp::WithSimd`] operation (inlined into every variant).
+struct Epilogue<'a> {
+    values: &'a mut [f32],
+    plane: usize,
+    bias: &'a [f32],
+    activation: Activation,
+    residual: Option<&'a [f32]>,
+}
+
+impl pulp::WithSimd for Epilogue<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        epilogue_rows(
+            self.values,
+            self.plane,
+            self.bias,
+            self.activation,
+            self.residual,
+        );
+    }
+}
+
+/// `sum += x * weight` (`weight` 1: `sum += x`) over the whole slice, vectorised.
+fn weighted_add(sum: &mut [f32], x: &[f32], weight: Option<f32>) {
+    pulp::Arch::new().dispatch(WeightedAdd { sum, x, weight });
+}
+
+struct WeightedAdd<'a> {
+    sum: &'a mut [f32],
+    x: &'a [f32],
+    weight: Option<f32>,
+}
+
+impl pulp::WithSimd for WeightedAdd<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        match self.weight {
+            Some(weight) => {
+                for (s, v) in self.sum.iter_mut().zip(self.x) {
+                    *s += v * weight;
+                }
+            }
+            None => {
+                for (s, v) in self.sum.iter_mut().zip(self.x) {
+                    *s += v;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn epilogue_rows(
+    values: &mut [f32],
+    plane: usize,
+    bias: &[f32],
+    activation: Activation,
+    residual: Option<&[f32]>,
+) {
+    for (channel, row) in values.chunks_exact_mut(plane).enumerate() {
+        let b = bias[channel];
+        match (activation, residual) {
+            (Activation::Identity, None) => row.iter_mut().for_each(|v| *v += b),
+            (Activation::Swish, None) => row.iter_mut().for_each(|v| *v = swish(*v + b)),
+            (Activation::Identity, Some(residual)) => {
+                let residual = &residual[channel * plane..(channel + 1) * plane];
+                for (v, r) in row.iter_mut().zip(residual) {
+                    *v = (*v + b) + r;
+                }
+            }
+            (Activation::Swish, Some(residual)) => {
+                let residual = &residual[channel * plane..(channel + 1) * plane];
+                for (v, r) in row.iter_mut().zip(residual) {
+                    *v = swish(*v + b) + r;
+                }
+            }
+        }
+    }
+}
+
+/// Host values of a tensor.
+fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .try_into_vec::<f32>()
+        .expect("float tensors hold f32")
+}
+
+/// A 1x1 convolution with its batch norm (and bias) folded in: `y = W x + b`.
+#[derive(Clone, Debug)]
+pub struct Pointwise {
+    /// `[out, in]` on the flex device (the left operand of the matrix product).
+    weight: Tensor<2>,
+    /// The same values on the host, for weights rescaled per frame (squeeze-excite).
+    host_weight: Vec<f32>,
+    bias: Vec<f32>,
+    out_channels: usize,
+    in_channels: usize,
+}
+
+impl Pointwise {
+    /// From a `[out, in, 1, 1]` weight, an optional conv bias and an optional batch norm
+    /// after it (`W' = W * scale`, `b' = b * scale + shift`).
+    pub fn fold(weight: Tensor<4>, conv_bias: Option<Tensor<1>>, bn: Option<&BatchNorm>) -> Self {
+        let [out_channels, in_channels, kh, kw] = weight.dims();
+        assert_eq!((kh, kw), (1, 1), "a pointwise convolution is 1x1");
+        let mut host_weight = values(weight);
+        let mut bias = conv_bias.map_or_else(|| vec![0.0; out_channels], values);
+        if let Some(bn) = bn {
+            let (scale, shift) = batch_norm_affine(bn);
+            for (row, s) in host_weight.chunks_exact_mut(in_channels).zip(&scale) {
+                row.iter_mut().for_each(|w| *w *= s);
+            }
+            for ((b, s), t) in bias.iter_mut().zip(&scale).zip(&shift) {
+                *b = *b * s + t;
+            }
+        }
+        Self::from_host(host_weight, bias, out_channels, in_channels)
+    }
+
+    fn from_host(host_weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> Self {
+        let weight = Tensor::from_data(
+            TensorData::new(host_weight.clone(), [out, inp]),
+            &Device::flex(),
+        );
+        Self {
+            weight,
+            host_weight,
+            bias,
+            out_channels: out,
+            in_channels: inp,
+        }
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+
+    /// `W x + b`, the activation, `+ residual`. (`x` is borrowed mutably only to hand its
+    /// values to the matrix product without a copy; it is unchanged afterwards.)
+    pub fn run(&self, x: &mut Map, activation: Activation, residual: Option<&Map>) -> Map {
+        self.run_with(&self.weight, x, activation, residual)
+    }
+
+    /// [`Self::run`] with `W`'s input columns scaled by `gate` (a squeeze-excite gate folded
+    /// into the weights: `W (x * g) = (W * g) x`).
+    pub fn run_gated(
+        &self,
+        x: &mut Map,
+        gate: &[f32],
+        activation: Activation,
+        residual: Option<&Map>,
+    ) -> Map {
+        let mut scaled = self.host_weight.clone();
+        for row in scaled.chunks_exact_mut(self.in_channels) {
+            for (w, g) in row.iter_mut().zip(gate) {
+                *w *= g;
+            }
+        }
+        let weight = Tensor::from_data(
+            TensorData::new(scaled, [self.out_channels, self.in_channels]),
+            &Device::flex(),
+        );
+        self.run_with(&weight, x, activation, residual)
+    }
+
+    /// `W x` without bias or activation (a partial sum other terms are added to).
+    pub fn product(&self, x: &mut Map) -> Vec<f32> {
+        matmul(&self.weight, x)
+    }
+
+    /// `partial + W x + b`, the activation, `+ residual`: a convolution over the channels of
+    /// two maps when `partial` holds the other map's product.
+    pub fn run_plus(
+        &self,
+        x: &mut Map,
+        partial: &[f32],
+        activation: Activation,
+        residual: Option<&Map>,
+    ) -> Map {
+        let mut data = matmul(&self.weight, x);
+        weighted_add(&mut data, partial, None);
+        epilogue(
+            &mut data,
+            x.plane(),
+            &self.bias,
+            activation,
+            residual.map(|r| r.data.as_slice()),
+        );
+        Map::new(self.out_channels, x.height, x.width, data)
+    }
+
+    fn run_with(
+        &self,
+        weight: &Tensor<2>,
+        x: &mut Map,
+        activation: Activation,
+        residual: Option<&Map>,
+    ) -> Map {
+        assert_eq!(x.channels, self.in_channels, "pointwise input channels");
+        let mut data = matmul(weight, x);
+        epilogue(
+            &mut data,
+            x.plane(),
+            &self.bias,
+            activation,
+            residual.map(|r| r.data.as_slice()),
+        );
+        Map::new(self.out_channels, x.height, x.width, data)
+    }
+
+    /// This convolution's left and right halves over its input channels (the first `split`
+    /// and the rest), the bias kept by the left one.
+    pub fn split_inputs(&self, split: usize) -> (Self, Self) {
+        let (out, inp) = (self.out_channels, self.in_channels);
+        let mut left = Vec::with_capacity(out * split);
+        let mut right = Vec::with_capacity(out * (inp - split));
+        for row in self.host_weight.chunks_exact(inp) {
+            left.extend_from_slice(&row[..split]);
+            right.extend_from_slice(&row[split..]);
+        }
+        (
+            Self::from_host(left, self.bias.clone(), out, split),
+            Self::from_host(right, vec![0.0; out], out, inp - split),
+        )
+    }
+}
+
+/// `W [out, in] x X [in, plane]` through Burn's matmul. `x`'s values move into the operand
+/// tensor and back (no copy): `x` is unchanged afterwards.
+fn matmul(weight: &Tensor<2>, x: &mut Map) -> Vec<f32> {
+    let shape = [x.channels, x.plane()];
+    let input: Tensor<2> = Tensor::from_data(
+        TensorData::new(std::mem::take(&mut x.data), shape),
+        &Device::flex(),
+    );
+    let product = values(weight.clone().matmul(input.clone()));
+    x.data = values(input);
+    product
+}
+
+/// A depthwise convolution (TF "same" padding) with its batch norm folded into a per-channel
+/// affine, and an activation.
+#[derive(Clone, Debug)]
+pub struct Depthwise {
+    weights: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+    affine: Option<(Vec<f32>, Vec<f32>)>,
+    activation: Activation,
+}
+
+impl Depthwise {
+    /// From a `[C, 1, k, k]` weight and the optional batch norm after it.
+    pub fn fold(
+        weight: Tensor<4>,
+        stride: usize,
+        bn: Option<&BatchNorm>,
+        activation: Activation,
+    ) -> Self {
+        let [_, _, kernel, _] = weight.dims();
+        Self {
+            weights: values(weight),
+            kernel,
+            stride,
+            affine: bn.map(batch_norm_affine),
+            activation,
+        }
+    }
+
+    /// Runs it.
+    pub fn run(&self, x: &Map) -> Map {
+        let affine = self
+            .affine
+            .as_ref()
+            .map(|(scale, shift)| (scale.as_slice(), shift.as_slice()));
+        let data = depthwise_planes(
+            &x.data,
+            [x.channels, x.height, x.width],
+            x.channels,
+            &self.weights,
+            self.kernel,
+            self.stride,
+            affine,
+            self.activation == Activation::Swish,
+        );
+        Map::new(
+            x.channels,
+            x.height.div_ceil(self.stride),
+            x.width.div_ceil(self.stride),
+            data,
+        )
+    }
+}
+
+/// A small dense layer on a vector: `y = W x + b`, `W` `[out, in]` row-major.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    in_features: usize,
+}
+
+impl Dense {
+    /// From `[out, in]` values and a bias.
+    pub fn new(weight: Vec<f32>, bias: Vec<f32>, in_features: usize) -> Self {
+        assert_eq!(weight.len(), bias.len() * in_features, "dense layer shape");
+        Self {
+            weight,
+            bias,
+            in_features,
+        }
+    }
+
+    /// From a 1x1 convolution on a `[C, 1, 1]` map (squeeze-excite's layers).
+    fn from_conv(conv: &ConvWeight) -> Self {
+        let [out, inp, _, _] = conv.weight.dims();
+        let bias = conv
+            .bias
+            .as_ref()
+            .map_or_else(|| vec![0.0; out], |b| values(b.val()));
+        Self::new(values(conv.weight.val()), bias, inp)
+    }
+
+    /// `W x + b`.
+    pub fn run(&self, x: &[f32]) -> Vec<f32> {
+        self.weight
+            .chunks_exact(self.in_features)
+            .zip(&self.bias)
+            .map(|(row, b)| {
+                let mut sum = 0f32;
+                for (w, v) in row.iter().zip(x) {
+                    sum += w * v;
+                }
+                sum + b
+            })
+            .collect()
+    }
+}
+
+/// Squeeze-excite: global average pool, reduce + swish, expand + sigmoid.
+#[derive(Clone, Debug)]
+struct SqueezeExcite {
+    reduce: Dense,
+    expand: Dense,
+}
+
+impl SqueezeExcite {
+    fn new(reduce: &ConvWeight, expand: &ConvWeight) -> Self {
+        Self {
+            reduce: Dense::from_conv(reduce),
+            expand: Dense::from_conv(expand),
+        }
+    }
+
+    fn gate(&self, x: &Map) -> Vec<f32> {
+        let hidden: Vec<f32> = self
+            .reduce
+            .run(&x.channel_means())
+            .into_iter()
+            .map(swish)
+            .collect();
+        self.expand
+            .run(&hidden)
+            .into_iter()
+            .map(|v| 1.0 / (1.0 + fast_exp(-v)))
+            .collect()
+    }
+}
+
+/// An inverted-residual block (MBConv1 or an elastic block at one ratio), prepared.
+#[derive(Clone, Debug)]
+pub struct PreparedBlock {
+    expand: Option<Pointwise>,
+    depthwise: Depthwise,
+    se: SqueezeExcite,
+    project: Pointwise,
+    residual: bool,
+}
+
+impl PreparedBlock {
+    /// The MBConv1 block (no expansion).
+    fn from_first(block: &DepthwiseSeparable) -> Self {
+        Self {
+            expand: None,
+            depthwise: Depthwise::fold(
+                block.depthwise.weight.val(),
+                1,
+                Some(&block.bn_depthwise),
+                Activation::Swish,
+            ),
+            se: SqueezeExcite::new(&block.se_reduce, &block.se_expand),
+            project: Pointwise::fold(
+                block.pointwise.weight.val(),
+                None,
+                Some(&block.bn_pointwise),
+            ),
+            residual: block.residual,
+        }
+    }
+
+    /// An elastic block at `ratio` (one of its ratios).
+    fn from_elastic(block: &ElasticMbConv, ratio: usize) -> Self {
+        let block = block.extract(ratio);
+        Self {
+            expand: Some(Pointwise::fold(
+                block.expand.weight.val(),
+                None,
+                Some(&block.bn_expand[0]),
+            )),
+            depthwise: Depthwise::fold(
+                block.depthwise.weight.val(),
+                block.stride,
+                Some(&block.bn_depthwise[0]),
+                Activation::Swish,
+            ),
+            se: SqueezeExcite::new(&block.se_reduce, &block.se_expand),
+            project: Pointwise::fold(block.project.weight.val(), None, Some(&block.bn_project[0])),
+            residual: block.residual,
+        }
+    }
+
+    /// Runs the block on `x` (borrowed mutably for copy-free matrix products, unchanged).
+    pub fn run(&self, x: &mut Map) -> Map {
+        let mut y = match &self.expand {
+            Some(expand) => {
+                let expanded = expand.run(x, Activation::Swish, None);
+                self.depthwise.run(&expanded)
+            }
+            None => self.depthwise.run(x),
+        };
+        let gate = self.se.gate(&y);
+        let shortcut = self.residual.then_some(&*x);
+        self.project
+            .run_gated(&mut y, &gate, Activation::Identity, shortcut)
+    }
+}
+
+/// A separable convolution (depthwise 3x3, pointwise with bias, optional batch norm folded
+/// into the pointwise), then an activation.
+#[derive(Clone, Debug)]
+struct PreparedSeparable {
+    depthwise: Depthwise,
+    pointwise: Pointwise,
+    activation: Activation,
+}
+
+impl PreparedSeparable {
+    fn new(conv: &SeparableConv, bn: Option<&BatchNorm>, activation: Activation) -> Self {
+        let bn = bn.or(conv.bn.as_ref());
+        Self {
+            depthwise: Depthwise::fold(conv.depthwise.weight.val(), 1, None, Activation::Identity),
+            pointwise: Pointwise::fold(
+                conv.pointwise.weight.val(),
+                conv.pointwise.bias.as_ref().map(|b| b.val()),
+                bn,
+            ),
+            activation,
+        }
+    }
+
+    fn run(&self, x: &Map) -> Map {
+        let mut y = self.depthwise.run(x);
+        self.pointwise.run(&mut y, self.activation, None)
+    }
+}
+
+fn fold_conv_bn(conv_bn: &ConvBn) -> Pointwise {
+    Pointwise::fold(
+        conv_bn.conv.weight.val(),
+        conv_bn.conv.bias.as_ref().map(|b| b.val()),
+        Some(&conv_bn.bn),
+    )
+}
+
+/// Max pooling 3x3 stride 2 with TF "same" padding (padding never wins).
+fn max_pool(x: &Map) -> Map {
+    let (kernel, stride) = (3, 2);
+    let (pad_top, _) = crate::nn::same_padding(x.height, kernel, stride);
+    let (pad_left, _) = crate::nn::same_padding(x.width, kernel, stride);
+    let out_h = x.height.div_ceil(stride);
+    let out_w = x.width.div_ceil(stride);
+    let mut data = vec![f32::NEG_INFINITY; x.channels * out_h * out_w];
+    for (plane, out_plane) in data.chunks_exact_mut(out_h * out_w).enumerate() {
+        let input = &x.data[plane * x.plane()..(plane + 1) * x.plane()];
+        for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
+            for ky in 0..kernel {
+                let Some(iy) = (oy * stride + ky).checked_sub(pad_top) else {
+                    continue;
+                };
+                if iy >= x.height {
+                    continue;
+                }
+                let row = &input[iy * x.width..(iy + 1) * x.width];
+                for (ox, out) in out_row.iter_mut().enumerate() {
+                    for kx in 0..kernel {
+                        if let Some(ix) = (ox * stride + kx).checked_sub(pad_left)
+                            && ix < x.width
+                        {
+                            *out = out.max(row[ix]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Map::new(x.channels, out_h, out_w, data)
+}
+
+/// Burn's nearest index map: output `o` reads input `floor(o * in / out)`.
+fn nearest_index_map(in_size: usize, out_size: usize) -> Vec<usize> {
+    let ratio = in_size as f64 / out_size as f64;
+    (0..out_size)
+        .map(|o| ((o as f64 * ratio).floor() as usize).min(in_size - 1))
+        .collect()
+}
+
+/// Nearest-neighbour resize to `height x width`.
+fn upsample(x: &Map, height: usize, width: usize) -> Map {
+    let rows = nearest_index_map(x.height, height);
+    let columns = nearest_index_map(x.width, width);
+    let mut data = Vec::with_capacity(x.channels * height * width);
+    for plane in x.data.chunks_exact(x.plane()) {
+        for &row in &rows {
+            let source = &plane[row * x.width..(row + 1) * x.width];
+            data.extend(columns.iter().map(|&column| source[column]));
+        }
+    }
+    Map::new(x.channels, height, width, data)
+}
+
+/// A BiFPN node, prepared.
+#[derive(Clone, Debug)]
+struct PreparedNode {
+    resample: Vec<Option<Pointwise>>,
+    /// `relu(w) / (sum relu(w) + 1e-4)`, computed once.
+    weights: Vec<f32>,
+    conv: PreparedSeparable,
+    level: usize,
+    inputs: Vec<usize>,
+}
+
+impl PreparedNode {
+    fn new(node: &FpnNode) -> Self {
+        let raw = values(node.edge_weights.val());
+        let relu: Vec<f32> = raw.iter().map(|w| w.max(0.0)).collect();
+        let mut total = 0f32;
+        for w in &relu {
+            total += w;
+        }
+        let total = total + 1e-4;
+        Self {
+            resample: node
+                .resample
+                .iter()
+                .map(|r| r.as_ref().map(fold_conv_bn))
+                .collect(),
+            weights: relu.iter().map(|w| w / total).collect(),
+            conv: PreparedSeparable::new(&node.conv, None, Activation::Identity),
+            level: node.level,
+            inputs: node.inputs.clone(),
+        }
+    }
+
+    fn run(&self, features: &mut [Map], levels: &[usize], size: (usize, usize)) -> Map {
+        let mut fused: Option<Vec<f32>> = None;
+        for (index, &offset) in self.inputs.iter().enumerate() {
+            let resampled;
+            let mut x = match &self.resample[index] {
+                Some(resample) => {
+                    resampled = resample.run(&mut features[offset], Activation::Identity, None);
+                    &resampled
+                }
+                None => &features[offset],
+            };
+            let mut owned;
+            let from = levels[offset];
+            if from < self.level {
+                owned = max_pool(x);
+                for _ in from + 1..self.level {
+                    owned = max_pool(&owned);
+                }
+                x = &owned;
+            } else if from > self.level {
+                owned = upsample(x, size.0, size.1);
+                x = &owned;
+            }
+            let weight = self.weights[index];
+            fused = Some(match fused {
+                None => x.data.iter().map(|v| v * weight).collect(),
+                Some(mut sum) => {
+                    weighted_add(&mut sum, &x.data, Some(weight));
+                    sum
+                }
+            });
+        }
+        let mut fused = fused.expect("a node has inputs");
+        simd(|| fused.iter_mut().for_each(|v| *v = swish(*v)));
+        let channels = fused.len() / (size.0 * size.1);
+        self.conv.run(&Map::new(channels, size.0, size.1, fused))
+    }
+}
+
+/// The BiFPN, prepared.
+#[derive(Clone, Debug)]
+struct PreparedFpn {
+    extra_levels: Vec<Option<Pointwise>>,
+    cells: Vec<Vec<PreparedNode>>,
+    min_level: usize,
+}
+
+impl PreparedFpn {
+    fn new(fpn: &BiFpn) -> Self {
+        Self {
+            extra_levels: fpn
+                .extra_levels
+                .iter()
+                .map(|e| e.as_ref().map(fold_conv_bn))
+                .collect(),
+            cells: fpn
+                .cells
+                .iter()
+                .map(|cell| cell.nodes.iter().map(PreparedNode::new).collect())
+                .collect(),
+            min_level: fpn.min_level,
+        }
+    }
+
+    fn run(&self, pyramid: [&Map; 3]) -> Vec<Map> {
+        let mut features: Vec<Map> = pyramid.iter().map(|m| (*m).clone()).collect();
+        for extra in &self.extra_levels {
+            let last = features.last_mut().expect("three backbone maps");
+            let pooled = match extra {
+                Some(conv) => max_pool(&conv.run(last, Activation::Identity, None)),
+                None => max_pool(last),
+            };
+            features.push(pooled);
+        }
+        let num_levels = features.len();
+        let sizes: Vec<(usize, usize)> = features.iter().map(|m| (m.height, m.width)).collect();
+        for cell in &self.cells {
+            let mut levels: Vec<usize> = (0..num_levels).map(|i| self.min_level + i).collect();
+            let mut all = features;
+            for node in cell {
+                let output = node.run(&mut all, &levels, sizes[node.level - self.min_level]);
+                all.push(output);
+                levels.push(node.level);
+            }
+            features = all.split_off(all.len() - num_levels);
+        }
+        features
+    }
+}
+
+/// A class or box net, prepared: per level, the shared separable convs with that level's
+/// norms folded in.
+#[derive(Clone, Debug)]
+struct PreparedHead {
+    /// `[level][repeat]`.
+    levels: Vec<Vec<PreparedSeparable>>,
+    predict: PreparedSeparable,
+}
+
+impl PreparedHead {
+    fn new(head: &HeadNet, num_levels: usize) -> Self {
+        Self {
+            levels: (0..num_levels)
+                .map(|level| {
+                    head.conv_rep
+                        .iter()
+                        .zip(&head.bn_rep)
+                        .map(|(conv, norms)| {
+                            PreparedSeparable::new(conv, Some(&norms[level]), Activation::Swish)
+                        })
+                        .collect()
+                })
+                .collect(),
+            predict: PreparedSeparable::new(&head.predict, None, Activation::Identity),
+        }
+    }
+
+    fn run(&self, levels: &[Map]) -> Vec<Map> {
+        levels
+            .iter()
+            .zip(&self.levels)
+            .map(|(x, convs)| match convs.split_first() {
+                Some((first, rest)) => {
+                    let y = rest.iter().fold(first.run(x), |y, conv| conv.run(&y));
+                    self.predict.run(&y)
+                }
+                None => self.predict.run(x),
+            })
+            .collect()
+    }
+}
+
+/// Raw head outputs of one image, per level `[anchors * outputs, h, w]`.
+#[derive(Clone, Debug)]
+pub struct PreparedOutputs {
+    /// Class logits per level.
+    pub class: Vec<Map>,
+    /// Box codes per level.
+    pub boxes: Vec<Map>,
+}
+
+impl PreparedOutputs {
+    /// As the tensors [`EfficientDet::forward_pyramid`] returns.
+    pub fn to_tensors(&self, device: &Device) -> crate::detector::HeadOutputs {
+        crate::detector::HeadOutputs {
+            class: self.class.iter().map(|m| m.to_tensor(device)).collect(),
+            boxes: self.boxes.iter().map(|m| m.to_tensor(device)).collect(),
+        }
+    }
+}
+
+/// Rows of `width` values in anchor order (level, y, x, anchor) from `[a * width, h, w]`
+/// maps: the transpose [`crate::postprocess`] reads.
+fn flatten(maps: &[Map], width: usize) -> Vec<f32> {
+    let total: usize = maps.iter().map(|m| m.data.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    for map in maps {
+        let plane = map.plane();
+        for position in 0..plane {
+            out.extend((0..map.channels).map(|channel| map.data[channel * plane + position]));
+        }
+        debug_assert_eq!(map.channels % width, 0);
+    }
+    out
+}
+
+/// Runs `blocks` in turn from `x`.
+fn run_blocks(blocks: &[PreparedBlock], x: &mut Map) -> Map {
+    let (first, rest) = blocks.split_first().expect("a stage has blocks");
+    let mut y = first.run(x);
+    for block in rest {
+        y = block.run(&mut y);
+    }
+    y
+}
+
+/// A detector prepared for CPU inference: every layer folded once, every (stage, ratio) the
+/// model holds sliced into its own blocks. See the module docs.
+#[derive(Clone, Debug)]
+pub struct PreparedDetector {
+    stem: Pointwise,
+    stem_kernel: usize,
+    first_stage: Vec<PreparedBlock>,
+    /// `[stage][ratio - 1]`: the stage's blocks at that ratio, when the model holds it.
+    stages: Vec<Vec<Option<Vec<PreparedBlock>>>>,
+    available: Vec<Vec<usize>>,
+    fpn: PreparedFpn,
+    class_net: PreparedHead,
+    box_net: PreparedHead,
+    config: EfficientDetConfig,
+}
+
+impl PreparedDetector {
+    /// Prepares `model` (its weights are read once; the model is not kept).
+    pub fn new(model: &EfficientDet) -> Self {
+        let backbone = &model.backbone;
+        let [out, inp, kernel, _] = backbone.stem.weight.dims();
+        let stem_weight = backbone
+            .stem
+            .weight
+            .val()
+            .reshape([out, inp * kernel * kernel, 1, 1]);
+        let num_levels = model.config.num_levels();
+        Self {
+            stem: Pointwise::fold(stem_weight, None, Some(&backbone.bn_stem)),
+            stem_kernel: kernel,
+            first_stage: backbone
+                .first_stage
+                .iter()
+                .map(PreparedBlock::from_first)
+                .collect(),
+            stages: backbone
+                .stages
+                .iter()
+                .map(|stage| {
+                    (1..=MAX_RATIO)
+                        .map(|ratio| {
+                            stage[0].ratios.contains(&ratio).then(|| {
+                                stage
+                                    .iter()
+                                    .map(|block| PreparedBlock::from_elastic(block, ratio))
+                                    .collect()
+                            })
+                        })
+                        .collect()
+                })
+                .collect(),
+            available: backbone
+                .stages
+                .iter()
+                .map(|s| s[0].ratios.clone())
+                .collect(),
+            fpn: PreparedFpn::new(&model.fpn),
+            class_net: PreparedHead::new(&model.class_net, num_levels),
+            box_net: PreparedHead::new(&model.box_net, num_levels),
+            config: model.config.clone(),
+        }
+    }
+
+    /// The detector's configuration.
+    pub fn config(&self) -> &EfficientDetConfig {
+        &self.config
+    }
+
+    /// Checks that every stage holds the ratio `arch` asks of it.
+    ///
+    /// # Errors
+    /// [`SupernetError::UnavailableRatio`].
+    pub fn validate(&self, arch: &SubnetArch) -> Result<()> {
+        for (stage, available) in self.available.iter().enumerate() {
+            let ratio = arch.ratio(stage);
+            if !available.contains(&ratio) {
+                return Err(SupernetError::UnavailableRatio {
+                    stage: stage + 1,
+                    ratio,
+                    available: available.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The stem (3x3 stride 2, norm, swish) as im2col and one matrix product.
+    ///
+    /// # Panics
+    /// When `image` does not have the stem's input channels.
+    pub fn stem(&self, image: &Map) -> Map {
+        let kernel = self.stem_kernel;
+        let stride = 2;
+        let (pad_top, _) = crate::nn::same_padding(image.height, kernel, stride);
+        let (pad_left, _) = crate::nn::same_padding(image.width, kernel, stride);
+        let out_h = image.height.div_ceil(stride);
+        let out_w = image.width.div_ceil(stride);
+        let rows = image.channels * kernel * kernel;
+        assert_eq!(rows, self.stem.in_channels, "stem input channels");
+        let mut columns = vec![0f32; rows * out_h * out_w];
+        for (row, column_row) in columns.chunks_exact_mut(out_h * out_w).enumerate() {
+            let channel = row / (kernel * kernel);
+            let (ky, kx) = ((row / kernel) % kernel, row % kernel);
+            let plane = &image.data[channel * image.plane()..(channel + 1) * image.plane()];
+            for (oy, out_row) in column_row.chunks_exact_mut(out_w).enumerate() {
+                let Some(iy) = (oy * stride + ky).checked_sub(pad_top) else {
+                    continue;
+                };
+                if iy >= image.height {
+                    continue;
+                }
+                let source = &plane[iy * image.width..(iy + 1) * image.width];
+                for (ox, value) in out_row.iter_mut().enumerate() {
+                    if let Some(ix) = (ox * stride + kx).checked_sub(pad_left)
+                        && ix < image.width
+                    {
+                        *value = source[ix];
+                    }
+                }
+            }
+        }
+        let mut columns = Map::new(rows, out_h, out_w, columns);
+        self.stem.run(&mut columns, Activation::Swish, None)
+    }
+
+    /// The MBConv1 stage (stage-level feature 0) on `x` (borrowed mutably for copy-free
+    /// matrix products, unchanged).
+    pub fn first_stage(&self, x: &mut Map) -> Map {
+        run_blocks(&self.first_stage, x)
+    }
+
+    /// Elastic stage `stage` (0-based over the six) at `ratio`.
+    ///
+    /// # Errors
+    /// [`SupernetError::UnavailableRatio`] when the model does not hold it.
+    pub fn stage(&self, stage: usize, x: &mut Map, ratio: usize) -> Result<Map> {
+        let blocks = self.stages[stage]
+            .get(ratio.wrapping_sub(1))
+            .and_then(Option::as_ref)
+            .ok_or_else(|| SupernetError::UnavailableRatio {
+                stage: stage + 1,
+                ratio,
+                available: self.available[stage].clone(),
+            })?;
+        Ok(run_blocks(blocks, x))
+    }
+
+    /// The seven stage-level features of subnet `arch` (with the stem's output first).
+    ///
+    /// # Errors
+    /// [`SupernetError::UnavailableRatio`].
+    pub fn backbone(&self, image: &Map, arch: &SubnetArch) -> Result<(Map, Vec<Map>)> {
+        self.validate(arch)?;
+        let mut stem = self.stem(image);
+        let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
+        stages.push(self.first_stage(&mut stem));
+        for stage in 0..NUM_ELASTIC_STAGES {
+            let input = stages.last_mut().expect("the first stage is in");
+            let output = self.stage(stage, input, arch.ratio(stage))?;
+            stages.push(output);
+        }
+        Ok((stem, stages))
+    }
+
+    /// BiFPN and heads on the three pyramid maps (stage-level features 2, 4, 6).
+    pub fn pyramid(&self, pyramid: [&Map; 3]) -> PreparedOutputs {
+        let levels = self.fpn.run(pyramid);
+        PreparedOutputs {
+            class: self.class_net.run(&levels),
+            boxes: self.box_net.run(&levels),
+        }
+    }
+
+    /// Raw head outputs of subnet `arch` on `image` (`[3, size, size]`, normalised).
+    ///
+    /// # Errors
+    /// [`SupernetError::UnavailableRatio`].
+    pub fn forward(&self, image: &Map, arch: &SubnetArch) -> Result<PreparedOutputs> {
+        let (_, stages) = self.backbone(image, arch)?;
+        Ok(self.pyramid(PYRAMID_STAGES.map(|index| &stages[index])))
+    }
+
+    /// Decoding and NMS (as [`EfficientDet::postprocess_with`]).
+    pub fn postprocess(&self, outputs: &PreparedOutputs, anchors: &Anchors) -> Detections {
+        let num_classes = self.config.num_classes;
+        let logits = flatten(&outputs.class, num_classes);
+        let codes = flatten(&outputs.boxes, 4);
+        detect_image(&logits, &codes, anchors, num_classes, &self.config)
+    }
+}
