@@ -19,12 +19,14 @@ use ant_scheduler::{KeyFramePolicy, KeyFrameScheduler};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::backbone::ElasticMbConv;
 use ant_supernet::config::PYRAMID_STAGES;
-use ant_supernet::{Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
+use ant_supernet::prepared::{Map, PreparedDetector, PreparedOutputs};
+use ant_supernet::{Anchors, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
 use burn::prelude::*;
 
 use crate::cost::TemporalCostTable;
 use crate::error::{Result, TemporalError};
 use crate::gate::argmax_rows;
+use crate::prepared::PreparedTemporal;
 use crate::temporal::AntTemporal;
 
 /// How a stage's width is chosen on frames that are not key frames.
@@ -159,18 +161,55 @@ pub struct FrameResult {
     pub deviation: Option<f32>,
 }
 
+/// The CPU engine's state: the prepared detector and temporal modules, and the last key
+/// frame's stage features with the key frame's share of each fusion's pointwise convolution.
+#[derive(Debug)]
+struct CpuEngine {
+    detector: PreparedDetector,
+    temporal: Option<PreparedTemporal>,
+    key_stages: Option<Vec<Map>>,
+    key_terms: Option<Vec<Vec<f32>>>,
+}
+
+/// Head outputs from either engine.
+enum Outputs {
+    Tensors(HeadOutputs),
+    Maps(PreparedOutputs),
+}
+
+/// A frame's forward pass before decoding.
+struct Forward {
+    outputs: Outputs,
+    key: bool,
+    arch: SubnetArch,
+    deviation: Option<f32>,
+    fusion_gate_ms: f64,
+}
+
+/// Whether `device` is the CPU device the prepared engine runs on.
+fn is_plain_flex(device: &Device) -> bool {
+    !device.is_autodiff() && *device == Device::flex()
+}
+
 /// The streaming detector.
+///
+/// On the CPU (`flex`, no autodiff) frames run through the prepared inference engine
+/// ([`ant_supernet::prepared`], [`crate::prepared`]): every layer folded once, plain buffers
+/// between layers. On other devices (wgpu) they run through the model's Burn ops, with every
+/// elastic stage extracted once per ratio.
 #[derive(Debug)]
 pub struct AntDetector {
     model: EfficientDet,
     temporal: Option<AntTemporal>,
     mode: Mode,
     scheduler: Option<KeyFrameScheduler>,
-    /// `prepared[stage][ratio - 1]`: the stage's blocks extracted at that ratio.
+    /// `prepared[stage][ratio - 1]`: the stage's blocks extracted at that ratio (Burn path).
     prepared: Vec<Vec<Option<Vec<ElasticMbConv>>>>,
+    cpu: Option<CpuEngine>,
     /// The last key frame's seven stage outputs.
     key_stages: Option<Vec<Tensor<4>>>,
     costs: TemporalCostTable,
+    anchors: Anchors,
     device: Device,
 }
 
@@ -194,34 +233,47 @@ impl AntDetector {
             model.validate(&SubnetArch::LARGEST)?;
         }
         let scheduler = mode.key_frames.map(KeyFrameScheduler::new).transpose()?;
-        let prepared = model
-            .backbone
-            .stages
-            .iter()
-            .map(|stage| {
-                (1..=MAX_RATIO)
-                    .map(|ratio| {
-                        stage[0]
-                            .ratios
-                            .contains(&ratio)
-                            .then(|| stage.iter().map(|block| block.extract(ratio)).collect())
-                    })
-                    .collect()
-            })
-            .collect();
+        let device = model.backbone.stem.weight.val().device();
+        let cpu = is_plain_flex(&device).then(|| CpuEngine {
+            detector: PreparedDetector::new(&model),
+            temporal: temporal.as_ref().map(PreparedTemporal::new),
+            key_stages: None,
+            key_terms: None,
+        });
+        let prepared = if cpu.is_some() {
+            Vec::new()
+        } else {
+            model
+                .backbone
+                .stages
+                .iter()
+                .map(|stage| {
+                    (1..=MAX_RATIO)
+                        .map(|ratio| {
+                            stage[0]
+                                .ratios
+                                .contains(&ratio)
+                                .then(|| stage.iter().map(|block| block.extract(ratio)).collect())
+                        })
+                        .collect()
+                })
+                .collect()
+        };
         let (gate_hidden, fusion_kernel) = temporal
             .as_ref()
             .map_or((64, 3), |t| (t.config.gate_hidden, t.config.fusion_kernel));
         let costs = TemporalCostTable::new(&model.config, gate_hidden, fusion_kernel);
-        let device = model.backbone.stem.weight.val().device();
+        let anchors = model.anchors();
         Ok(Self {
             model,
             temporal,
             mode,
             scheduler,
             prepared,
+            cpu,
             key_stages: None,
             costs,
+            anchors,
             device,
         })
     }
@@ -247,6 +299,10 @@ impl AntDetector {
             scheduler.reset();
         }
         self.key_stages = None;
+        if let Some(cpu) = &mut self.cpu {
+            cpu.key_stages = None;
+            cpu.key_terms = None;
+        }
     }
 
     /// MACs of a frame that was (`key`) or was not a key frame and ran `arch`, in billions.
@@ -301,7 +357,25 @@ impl AntDetector {
     /// # Errors
     /// [`TemporalError::FrameShape`]; a gate choosing a ratio the model does not hold.
     pub fn forward_frame(&mut self, frame: Tensor<4>) -> Result<FrameForward> {
+        let forward = self.forward(frame)?;
+        let outputs = match forward.outputs {
+            Outputs::Tensors(outputs) => outputs,
+            Outputs::Maps(maps) => maps.to_tensors(&self.device),
+        };
+        Ok(FrameForward {
+            outputs,
+            key: forward.key,
+            arch: forward.arch,
+            deviation: forward.deviation,
+            fusion_gate_ms: forward.fusion_gate_ms,
+        })
+    }
+
+    fn forward(&mut self, frame: Tensor<4>) -> Result<Forward> {
         self.check_frame(&frame)?;
+        if self.cpu.is_some() {
+            return self.forward_cpu(frame);
+        }
         let backbone = &self.model.backbone;
         let stem = backbone.forward_stem(frame);
         let (key, deviation) = match &mut self.scheduler {
@@ -331,8 +405,8 @@ impl AntDetector {
                 .model
                 .forward_pyramid(PYRAMID_STAGES.map(|index| stages[index].clone()));
             self.key_stages = Some(stages);
-            return Ok(FrameForward {
-                outputs,
+            return Ok(Forward {
+                outputs: Outputs::Tensors(outputs),
                 key,
                 arch: SubnetArch::LARGEST,
                 deviation,
@@ -394,8 +468,105 @@ impl AntDetector {
         let outputs = self
             .model
             .forward_pyramid(PYRAMID_STAGES.map(|index| stages[index].clone()));
-        Ok(FrameForward {
-            outputs,
+        Ok(Forward {
+            outputs: Outputs::Tensors(outputs),
+            key,
+            arch: SubnetArch::new(ratios)?,
+            deviation,
+            fusion_gate_ms,
+        })
+    }
+
+    /// [`Self::forward`] on the prepared CPU engine.
+    fn forward_cpu(&mut self, frame: Tensor<4>) -> Result<Forward> {
+        let cpu = self.cpu.as_mut().expect("called with the CPU engine");
+        let image = Map::from_tensor(frame);
+        let stem = cpu.detector.stem(&image);
+        let (key, deviation) = match &mut self.scheduler {
+            Some(scheduler) => {
+                let features = scheduler.needs_features().then_some(stem.data.as_slice());
+                let decision = scheduler.decide(features)?;
+                (decision.key || cpu.key_stages.is_none(), decision.deviation)
+            }
+            None => (false, None),
+        };
+        let mut stem = stem;
+        let first = cpu.detector.first_stage(&mut stem);
+        if key {
+            let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
+            stages.push(first);
+            for stage in 0..NUM_ELASTIC_STAGES {
+                let input = stages.last_mut().expect("the first stage is in");
+                let output = cpu.detector.stage(stage, input, MAX_RATIO)?;
+                stages.push(output);
+            }
+            let outputs = cpu
+                .detector
+                .pyramid(PYRAMID_STAGES.map(|index| &stages[index]));
+            cpu.key_stages = Some(stages);
+            cpu.key_terms = None;
+            return Ok(Forward {
+                outputs: Outputs::Maps(outputs),
+                key,
+                arch: SubnetArch::LARGEST,
+                deviation,
+                fusion_gate_ms: 0.0,
+            });
+        }
+        let temporal = cpu.temporal.as_ref();
+        let fusing = self.mode.key_frames.is_some();
+        let mut fusion_gate_ms = 0.0;
+        if fusing && cpu.key_terms.is_none() {
+            let started = Instant::now();
+            let (stored, temporal) = (
+                cpu.key_stages.as_mut().expect("a key frame came first"),
+                temporal.expect("checked in AntDetector::new"),
+            );
+            cpu.key_terms = Some(
+                temporal
+                    .fusions
+                    .iter()
+                    .zip(stored.iter_mut())
+                    .map(|(fusion, key)| fusion.key_term(key))
+                    .collect(),
+            );
+            fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
+        }
+        let fuse = |stage: usize, mut x: Map, fusion_gate_ms: &mut f64| -> Map {
+            match (fusing, temporal, &cpu.key_stages, &cpu.key_terms) {
+                (true, Some(temporal), Some(stored), Some(terms)) => {
+                    let started = Instant::now();
+                    let fused = temporal.fusions[stage].run(&mut x, &stored[stage], &terms[stage]);
+                    *fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
+                    fused
+                }
+                _ => x,
+            }
+        };
+        let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
+        stages.push(fuse(0, first, &mut fusion_gate_ms));
+        let mut ratios = [0usize; NUM_ELASTIC_STAGES];
+        for (stage, slot) in ratios.iter_mut().enumerate() {
+            let input = stages.last_mut().expect("the first stage is in");
+            let ratio = match (self.mode.width, temporal) {
+                (WidthPolicy::Fixed(arch), _) => arch.ratio(stage),
+                (WidthPolicy::Gate, Some(temporal)) => {
+                    let started = Instant::now();
+                    let ratio = temporal.gates[stage].choose(input);
+                    fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
+                    ratio
+                }
+                (WidthPolicy::Gate, None) => unreachable!("checked in AntDetector::new"),
+            };
+            *slot = ratio;
+            let output = cpu.detector.stage(stage, input, ratio)?;
+            stages.push(fuse(stage + 1, output, &mut fusion_gate_ms));
+        }
+        let outputs = cpu
+            .detector
+            .pyramid(PYRAMID_STAGES.map(|index| &stages[index]));
+        Ok(Forward {
+            outputs: Outputs::Maps(outputs),
             key,
             arch: SubnetArch::new(ratios)?,
             deviation,
@@ -412,13 +583,21 @@ impl AntDetector {
     /// As [`Self::forward_frame`].
     pub fn process(&mut self, frame: Tensor<4>) -> Result<FrameResult> {
         let start = Instant::now();
-        let forward = self.forward_frame(frame)?;
-        let detections = self
-            .model
-            .postprocess(&forward.outputs)
-            .into_iter()
-            .next()
-            .expect("one image in, one detection list out");
+        let forward = self.forward(frame)?;
+        let detections = match &forward.outputs {
+            Outputs::Tensors(outputs) => self
+                .model
+                .postprocess_with(outputs, &self.anchors)
+                .into_iter()
+                .next()
+                .expect("one image in, one detection list out"),
+            Outputs::Maps(maps) => self
+                .cpu
+                .as_ref()
+                .expect("maps come from the CPU engine")
+                .detector
+                .postprocess(maps, &self.anchors),
+        };
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(FrameResult {
             detections,

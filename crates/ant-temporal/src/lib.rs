@@ -44,13 +44,14 @@ pub mod engine;
 pub mod error;
 pub mod fusion;
 pub mod gate;
+pub mod prepared;
 pub mod temporal;
 pub mod train;
 
 pub use cost::TemporalCostTable;
 pub use engine::{AntDetector, FrameForward, FrameResult, Mode, WidthPolicy};
 pub use error::{Result, TemporalError};
-pub use fusion::{Fusion, FusionConfig};
+pub use fusion::{Fusion, FusionAnchor, FusionConfig};
 pub use gate::{Gate, GateConfig};
 pub use temporal::{AntTemporal, AntTemporalConfig, temporal_path};
 pub use train::{GateSampling, NonKeyOutput, forward_clip, forward_clip_train, forward_non_key};
