@@ -5,18 +5,30 @@
 //! Swish is the activation of the EfficientNet backbone it sits in; convolutions use TF "same"
 //! padding like the rest of the model (`ant_supernet::nn`).
 //!
-//! Optionally (`residual`, our addition, off by default) the module's output is added to the
-//! current feature and its last norm starts at zero scale, so a fresh module is the identity:
-//! a non-key frame then starts as its gated subnet on its own pixels and learns what to take
-//! from the key frame, instead of starting from a random map that the next stage has never
-//! seen. The paper's module (no residual) needs its 8 GPU epochs to recover from that; the
-//! CPU default trains stage 2 for a few hundred steps.
+//! Optionally (`residual`, our addition, off by default) the module's output is added to an
+//! anchor feature and its last norm starts at zero scale, so a fresh module returns the
+//! anchor: with [`FusionAnchor::Current`] a non-key frame starts as its gated subnet on its
+//! own pixels and learns what to take from the key frame; with [`FusionAnchor::Key`] it
+//! starts as the key frame's feature (the reused stage output of the full network) and learns
+//! the change since the key frame from the current frame's feature. Either way the next stage
+//! never starts from a random map it has never seen. The paper's module (no residual) needs
+//! its 8 GPU epochs to recover from that; the CPU default trains stage 2 for a few hundred
+//! steps.
 
 use ant_supernet::nn::{ConvWeight, batch_norm, swish};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
+
+/// What a residual [`Fusion`] adds its output to.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum FusionAnchor {
+    /// The current frame's (gated subnet's) stage feature.
+    Current,
+    /// The key frame's stage feature (full network).
+    Key,
+}
 
 /// Configuration of one [`Fusion`].
 #[derive(Config, Debug)]
@@ -26,9 +38,12 @@ pub struct FusionConfig {
     /// Depthwise kernel size.
     #[config(default = 3)]
     pub kernel_size: usize,
-    /// Add the output to the current feature, the last norm's scale starting at zero.
+    /// Add the output to an anchor feature, the last norm's scale starting at zero.
     #[config(default = false)]
     pub residual: bool,
+    /// The feature a residual module adds its output to.
+    #[config(default = "FusionAnchor::Current")]
+    pub anchor: FusionAnchor,
 }
 
 impl FusionConfig {
@@ -46,6 +61,7 @@ impl FusionConfig {
             bn_depthwise,
             channels,
             residual: self.residual,
+            anchor: self.anchor,
         }
     }
 }
@@ -64,9 +80,12 @@ pub struct Fusion {
     /// `C`.
     #[module(skip)]
     pub channels: usize,
-    /// Whether the output is added to the current feature.
+    /// Whether the output is added to the anchor feature.
     #[module(skip)]
     pub residual: bool,
+    /// The anchor feature of a residual module.
+    #[module(skip)]
+    pub anchor: FusionAnchor,
 }
 
 impl Fusion {
@@ -82,7 +101,10 @@ impl Fusion {
         } else {
             key.expand([batch_size, channels, height, width])
         };
-        let shortcut = self.residual.then(|| current.clone());
+        let shortcut = self.residual.then(|| match self.anchor {
+            FusionAnchor::Current => current.clone(),
+            FusionAnchor::Key => key.clone(),
+        });
         let x = Tensor::cat(vec![current, key], 1); // [batch, 2C, h, w]
         let x = swish(self.bn_pointwise.forward(self.pointwise.forward(x, 1, 1)));
         let fused = swish(
@@ -90,7 +112,7 @@ impl Fusion {
                 .forward(self.depthwise.forward(x, 1, self.channels)),
         );
         match shortcut {
-            Some(current) => current + fused,
+            Some(anchor) => anchor + fused,
             None => fused,
         }
     }
@@ -151,6 +173,29 @@ mod tests {
             Param::from_tensor(trained.bn_depthwise.gamma.val().ones_like());
         let a = trained.forward(current.clone(), key.clone());
         let b = trained.forward(current, key + 1.0);
+        assert!((a - b).abs().sum().into_scalar::<f32>() > 1e-3);
+    }
+
+    #[test]
+    fn should_start_as_the_key_feature_when_anchored_on_the_key() {
+        let device = Device::flex();
+        let fusion = FusionConfig::new(4)
+            .with_residual(true)
+            .with_anchor(FusionAnchor::Key)
+            .init(&device);
+        let current = Tensor::<4>::random([2, 4, 6, 6], Distribution::Default, &device);
+        let key = Tensor::<4>::random([1, 4, 6, 6], Distribution::Default, &device);
+        let fused = fusion.forward(current.clone(), key.clone());
+        let difference: f32 = (fused - key.clone().expand([2, 4, 6, 6]))
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(difference, 0.0);
+        let mut trained = fusion;
+        trained.bn_depthwise.gamma =
+            Param::from_tensor(trained.bn_depthwise.gamma.val().ones_like());
+        let a = trained.forward(current.clone(), key.clone());
+        let b = trained.forward(current + 1.0, key);
         assert!((a - b).abs().sum().into_scalar::<f32>() > 1e-3);
     }
 

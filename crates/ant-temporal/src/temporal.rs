@@ -13,7 +13,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
 use crate::error::{Result, TemporalError};
-use crate::fusion::{Fusion, FusionConfig};
+use crate::fusion::{Fusion, FusionAnchor, FusionConfig};
 use crate::gate::{Gate, GateConfig};
 
 /// Configuration of the temporal modules.
@@ -28,6 +28,9 @@ pub struct AntTemporalConfig {
     /// Residual fusion modules that start as the identity ([`FusionConfig::residual`]).
     #[config(default = false)]
     pub residual_fusion: bool,
+    /// What residual fusion modules add their output to ([`FusionConfig::anchor`]).
+    #[config(default = "FusionAnchor::Current")]
+    pub fusion_anchor: FusionAnchor,
 }
 
 impl AntTemporalConfig {
@@ -41,6 +44,7 @@ impl AntTemporalConfig {
                     FusionConfig::new(c)
                         .with_kernel_size(self.fusion_kernel)
                         .with_residual(self.residual_fusion)
+                        .with_anchor(self.fusion_anchor)
                         .init(device)
                 })
                 .collect(),
@@ -75,13 +79,17 @@ pub struct AntTemporal {
 }
 
 /// Reads a saved [`AntTemporalConfig`]; files written before `residual_fusion` existed hold
-/// the paper's fusion module.
+/// the paper's fusion module, files written before `fusion_anchor` existed residual modules
+/// anchored on the current feature.
 fn parse_config(text: &str) -> std::result::Result<AntTemporalConfig, serde_json::Error> {
     let mut value: serde_json::Value = serde_json::from_str(text)?;
     if let Some(object) = value.as_object_mut() {
         object
             .entry("residual_fusion")
             .or_insert(serde_json::Value::Bool(false));
+        object
+            .entry("fusion_anchor")
+            .or_insert(serde_json::Value::String("Current".into()));
     }
     serde_json::from_value(value)
 }
@@ -201,6 +209,13 @@ mod tests {
             parse_config(r#"{"gate_hidden": 8, "fusion_kernel": 3, "residual_fusion": true}"#)
                 .unwrap();
         assert!(config.residual_fusion);
+        assert_eq!(config.fusion_anchor, FusionAnchor::Current);
+        let config = parse_config(
+            r#"{"gate_hidden": 8, "fusion_kernel": 3, "residual_fusion": true,
+                "fusion_anchor": "Key"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.fusion_anchor, FusionAnchor::Key);
     }
 
     #[test]
