@@ -130,6 +130,22 @@ pub struct StageSettings {
     pub drop_path: f32,
 }
 
+fn one_u32() -> u32 {
+    1
+}
+
+fn unit() -> f32 {
+    1.0
+}
+
+fn two_sided() -> String {
+    "two_sided".to_string()
+}
+
+fn current() -> String {
+    "current".to_string()
+}
+
 /// The supernet stage: the sandwich rule with in-place distillation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SupernetSettings {
@@ -140,6 +156,16 @@ pub struct SupernetSettings {
     pub random_subnets: usize,
     /// Weight of the distillation loss (student vs the largest subnet's detached outputs).
     pub distill_weight: f32,
+    /// Weight of the largest subnet's detection loss (1, the default when absent: the
+    /// sandwich rule as published).
+    #[serde(default = "unit")]
+    pub largest_weight: f32,
+    /// The students (every subnet but the largest) train the backbone only: their losses
+    /// reach BiFPN and heads as a detached copy, so the shared neck and heads are trained by
+    /// the largest alone and keep decoding the full network's features (our addition; `false`,
+    /// the default when absent, trains them from every subnet as published).
+    #[serde(default)]
+    pub head_from_largest_only: bool,
 }
 
 /// The joint stage (ANT, Sec. 3.3): fusion modules and gates on clips with a fixed key-frame
@@ -152,6 +178,15 @@ pub struct JointSettings {
     /// Frames per clip: one key frame then `clip_len - 1` non-key frames (3: the paper's fixed
     /// 1-in-3 schedule).
     pub clip_len: usize,
+    /// Frames between consecutive frames of a training clip (1, the default when absent:
+    /// consecutive frames). Larger gaps train the fusion modules on non-key frames further
+    /// from their key frame, as adaptive key frames at a high threshold produce.
+    #[serde(default = "one_u32")]
+    pub frame_gap: u32,
+    /// Frames between the key frames of successive clips of a sequence (absent: `clip_len *
+    /// frame_gap`, non-overlapping clips).
+    #[serde(default)]
+    pub clip_step: Option<u32>,
     /// Gumbel-softmax temperature at the first step, annealed exponentially to
     /// `temperature_end` at the last.
     pub temperature_start: f32,
@@ -160,10 +195,28 @@ pub struct JointSettings {
     /// Weight of the feature distillation (fused stage features toward the full network's
     /// "golden" features of the same non-key frame, mean squared error summed over stages).
     pub distill_weight: f32,
+    /// Divide each stage's distillation error by the golden feature's mean square (a relative
+    /// error per stage, so that the wide late stages with large activations do not drown the
+    /// others or the detection loss). Our addition; `false`, the default when absent, is the
+    /// plain mean squared error.
+    #[serde(default)]
+    pub distill_normalized: bool,
+    /// Weight of distilling each non-key frame's head outputs toward the full network's on
+    /// the same frame (the in-place distillation loss of stage 1: binary KL on the class
+    /// probabilities, Huber on the box codes of positive anchors). Our addition beside the
+    /// paper's feature distillation; 0 (the default when absent) turns it off.
+    #[serde(default)]
+    pub head_distill_weight: f32,
     /// Weight of the compute term `((E[GMAC] - target) / target)^2` on the gates' expected
     /// cost (our choice: the paper names no such term, yet without one nothing pushes the
     /// gates toward small widths).
     pub compute_weight: f32,
+    /// `two_sided` (the default when absent): the compute term pulls the expected cost to the
+    /// target from both sides; `above`: it only penalises a cost above the target
+    /// (`max(0, E[GMAC] - target) / target`, squared), so gates may go narrower still when
+    /// accuracy allows.
+    #[serde(default = "two_sided")]
+    pub compute_penalty: String,
     /// The target, as a fraction of the full network's GMAC per frame.
     pub target_gmac_fraction: f64,
     /// Hidden units of each gate.
@@ -172,6 +225,11 @@ pub struct JointSettings {
     /// our addition; `false` is the paper's module).
     #[serde(default)]
     pub residual_fusion: bool,
+    /// What residual fusion modules add their output to: `current` (the default when absent:
+    /// the gated subnet's own feature) or `key` (the key frame's feature, so a fresh module
+    /// passes the key frame's stage features on and learns the change).
+    #[serde(default = "current")]
+    pub fusion_anchor: String,
     /// Keep the detector's batch norms at the statistics stage 2 starts from (recalibrated
     /// per ratio, the shared ones for the full network) instead of normalising with batch
     /// statistics: training then sees the normalisation that inference uses. Our addition
@@ -189,6 +247,16 @@ pub struct JointSettings {
     /// Train the non-temporal dynamic baseline instead: gates on the current frame only, no
     /// fusion, no key frames.
     pub non_temporal: bool,
+}
+
+impl JointSettings {
+    /// The fusion anchor named by `fusion_anchor` (validated by [`TrainConfig::validate`]).
+    pub fn anchor(&self) -> ant_temporal::FusionAnchor {
+        match self.fusion_anchor.as_str() {
+            "key" => ant_temporal::FusionAnchor::Key,
+            _ => ant_temporal::FusionAnchor::Current,
+        }
+    }
 }
 
 /// The focal and Huber loss hyper-parameters (effdet's defaults).
@@ -388,6 +456,18 @@ impl TrainConfig {
         }
         if self.joint.target_gmac_fraction.is_nan() || self.joint.target_gmac_fraction <= 0.0 {
             return invalid("joint.target_gmac_fraction must be positive".to_string());
+        }
+        if !matches!(self.joint.compute_penalty.as_str(), "two_sided" | "above") {
+            return invalid(format!(
+                "joint.compute_penalty {:?}: expected \"two_sided\" or \"above\"",
+                self.joint.compute_penalty
+            ));
+        }
+        if !matches!(self.joint.fusion_anchor.as_str(), "current" | "key") {
+            return invalid(format!(
+                "joint.fusion_anchor {:?}: expected \"current\" or \"key\"",
+                self.joint.fusion_anchor
+            ));
         }
         if self.eval.batch_size == 0 {
             return invalid("eval.batch_size must be at least 1".to_string());

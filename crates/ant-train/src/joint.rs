@@ -39,7 +39,8 @@ use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
 use crate::parallel::{data_parallel_step, shard_ranges};
 use crate::schedule::LrSchedule;
 use crate::trainer::{
-    RunOptions, check_finite, epoch_order, label_batch, optimizer, step_seed, steps_per_epoch,
+    RunOptions, check_finite, distillation_loss, epoch_order, label_batch, optimizer, step_seed,
+    steps_per_epoch,
 };
 
 /// The stage directory name.
@@ -197,11 +198,24 @@ fn shard_loss(
         let golden = model
             .detector
             .forward_backbone(frame.images.clone(), &SubnetArch::LARGEST)?;
+        let head_distill = (settings.head_distill_weight > 0.0).then(|| {
+            let teacher = model.detector.forward_pyramid(golden.pyramid());
+            distillation_loss(
+                &output.outputs,
+                &teacher,
+                &targets,
+                context.num_classes,
+                context.loss_config,
+                device,
+            )
+        });
         let mut distill: Option<Tensor<1>> = None;
         for (fused, target) in output.fused_stages.iter().zip(&golden.stages) {
-            let term = (fused.clone() - target.clone().detach())
-                .powf_scalar(2.0)
-                .mean();
+            let target = target.clone().detach();
+            let mut term = (fused.clone() - target.clone()).powf_scalar(2.0).mean();
+            if settings.distill_normalized {
+                term = term / target.powf_scalar(2.0).mean().add_scalar(1e-6);
+            }
             distill = Some(match distill {
                 Some(sum) => sum + term,
                 None => term,
@@ -217,17 +231,26 @@ fn shard_loss(
         )
         .total;
         let expected = output.expected_gmac.mean();
-        let compute = (expected
+        let excess = expected
             .clone()
             .sub_scalar(context.target_gmac)
-            .div_scalar(context.target_gmac))
-        .powf_scalar(2.0);
+            .div_scalar(context.target_gmac);
+        let excess = if settings.compute_penalty == "above" {
+            excess.clamp_min(0.0)
+        } else {
+            excess
+        };
+        let compute = excess.powf_scalar(2.0);
         detection_value += detection.clone().into_scalar::<f32>() * share;
         distill_value += distill.clone().into_scalar::<f32>() * share;
         gmac_value += expected.into_scalar::<f32>() * share;
-        let frame_loss = detection
+        let mut frame_loss = detection
             + distill.mul_scalar(settings.distill_weight)
             + compute.mul_scalar(settings.compute_weight);
+        if let Some(head_distill) = head_distill {
+            distill_value += head_distill.clone().into_scalar::<f32>() * share;
+            frame_loss = frame_loss + head_distill.mul_scalar(settings.head_distill_weight);
+        }
         total = Some(match total {
             Some(sum) => sum + frame_loss,
             None => frame_loss,
@@ -281,6 +304,7 @@ pub fn train_joint(
             let temporal = AntTemporalConfig::new()
                 .with_gate_hidden(settings.gate_hidden)
                 .with_residual_fusion(settings.residual_fusion)
+                .with_fusion_anchor(settings.anchor())
                 .init(&detector.config.backbone, &device);
             let state = TrainState {
                 stage: JOINT_STAGE.to_string(),

@@ -113,8 +113,11 @@ pub fn training_clips(config: &TrainConfig, sequences: &[LoadedSequence]) -> Res
         sequences,
         ClipDatasetConfig {
             clip_len,
-            frame_gap: 1,
-            clip_step: clip_len as u32,
+            frame_gap: config.joint.frame_gap,
+            clip_step: config
+                .joint
+                .clip_step
+                .unwrap_or(clip_len as u32 * config.joint.frame_gap),
             flip_probability: config.data.flip_probability,
             seed: config.seed,
         },

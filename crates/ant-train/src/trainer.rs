@@ -348,13 +348,29 @@ fn step_loss(
             distill: None,
         });
     }
-    let mut detection = teacher_loss;
+    let settings = &config.supernet;
+    // With `head_from_largest_only` the students see BiFPN and heads as constants: their
+    // gradients still flow through them into the backbone, never into them.
+    let detached_head;
+    let students = if settings.head_from_largest_only {
+        detached_head = EfficientDet {
+            backbone: model.backbone.clone(),
+            fpn: model.fpn.clone().no_grad(),
+            class_net: model.class_net.clone().no_grad(),
+            box_net: model.box_net.clone().no_grad(),
+            config: model.config.clone(),
+        };
+        &detached_head
+    } else {
+        model
+    };
+    let mut detection = teacher_loss.mul_scalar(settings.largest_weight);
     let mut distill: Option<Tensor<1>> = None;
-    for arch in sandwich_archs(config.supernet.random_subnets, config.seed, step)
+    for arch in sandwich_archs(settings.random_subnets, config.seed, step)
         .into_iter()
         .skip(1)
     {
-        let student = model.forward(images.clone(), &arch)?;
+        let student = students.forward(images.clone(), &arch)?;
         let student_loss = detection_loss(&student, targets, num_classes, &loss_config, device);
         detection = detection + student_loss.total;
         let kd = distillation_loss(
