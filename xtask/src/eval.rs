@@ -94,10 +94,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
-    rayon::ThreadPoolBuilder::new()
+    // Everything runs inside the pool (not beside it): a batch-1 layer split over the pool's
+    // threads is then run by the calling thread too, and with one thread nothing is handed
+    // to another thread at all.
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
-        .build_global()
+        .build()
         .context("building the CPU thread pool")?;
+    pool.install(|| run_in_pool(args))
+}
+
+fn run_in_pool(args: EvalArgs) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads();
     let device = args.device.device()?;
     let mut options = EvalOptions::new(args.run_dir.clone(), device);

@@ -15,6 +15,11 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc reuses freed memory: the engine's and Burn's large activation buffers would
+/// otherwise be mapped and faulted in afresh for every layer of every frame.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ANT: Adapt Network Across Time, on Burn.
 #[derive(Parser, Debug)]
 #[command(name = "cargo xtask", version, about)]

@@ -843,6 +843,17 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
                 None,
                 Mode::fixed_interval(interval),
             )];
+            // Where AP is lost between the supernet and ANT: the same key frames with the
+            // non-key frames at fixed widths (fusion without gates), the widest and the
+            // narrowest.
+            for arch in [SubnetArch::LARGEST, SubnetArch::SMALLEST] {
+                temporal_methods.push((
+                    format!("ant-fixed{interval}+width@{arch}"),
+                    "ant-ablation",
+                    None,
+                    Mode::fixed_interval(interval).with_fixed_width(arch),
+                ));
+            }
             let mut thresholds = options.thresholds.clone();
             thresholds.sort_by(f32::total_cmp);
             thresholds.dedup();
@@ -1394,6 +1405,7 @@ pub fn write_untrained_run(run_dir: &Path, config: &TrainConfig, device: &Device
             let temporal = ant_temporal::AntTemporalConfig::new()
                 .with_gate_hidden(config.joint.gate_hidden)
                 .with_residual_fusion(config.joint.residual_fusion)
+                .with_fusion_anchor(config.joint.anchor())
                 .init(&detector_config.backbone, device);
             temporal.save(&ant_temporal::temporal_path(&model_path))?;
         }

@@ -1,0 +1,165 @@
+//! Where a frame's time goes, part by part, for any model the training configs can build:
+//! stem, MBConv1 stage, each elastic stage at the given ratios, fusion, BiFPN + heads,
+//! decoding + NMS on the prepared CPU engine, and whole frames through `AntDetector` (static
+//! full, static arch, ANT key frame, ANT non-key frame at the arch). Medians over
+//! iterations, batch 1.
+//!
+//! Usage: `cargo run --release -p ant-benches --example profile_frame -- [--preset tiny]
+//! [--size 256] [--width 0.5] [--depth 0.5] [--arch 1,1,1,1,1,1] [--iterations 50]`
+
+use std::time::Instant;
+
+use ant_benches::random_input;
+use ant_supernet::prepared::{Map, PreparedDetector};
+use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
+use ant_temporal::prepared::PreparedTemporal;
+use ant_temporal::{AntDetector, AntTemporalConfig, Mode};
+use burn::tensor::Device;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    // Inside a pool, as `cargo xtask eval` runs: the calling thread is a worker, so layers
+    // split over one thread are not handed to another thread.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(run);
+}
+
+fn run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let preset = flag("--preset").unwrap_or_else(|| "tiny".into());
+    let size: usize = flag("--size").map_or(256, |s| s.parse().expect("--size"));
+    let width: f64 = flag("--width").map_or(0.5, |s| s.parse().expect("--width"));
+    let depth: f64 = flag("--depth").map_or(0.5, |s| s.parse().expect("--depth"));
+    let iterations: usize = flag("--iterations").map_or(50, |s| s.parse().expect("--iterations"));
+    let arch: SubnetArch = flag("--arch")
+        .unwrap_or_else(|| "1,1,1,1,1,1".into())
+        .parse()
+        .expect("--arch");
+    let device = Device::flex();
+    let mut config = EfficientDetConfig::by_name(&preset, 4)
+        .expect("preset d0, d0_plus or tiny")
+        .with_image_size(size);
+    config.backbone.width_multiplier = width;
+    config.backbone.depth_multiplier = depth;
+    let model = EfficientDet::init(&config, &device);
+    let temporal = AntTemporalConfig::new()
+        .with_residual_fusion(true)
+        .init(&config.backbone, &device);
+    let input = random_input(size, &device);
+
+    // Parts, on the prepared CPU engine (what `AntDetector` runs on the CPU).
+    let prepared = PreparedDetector::new(&model);
+    let prepared_temporal = PreparedTemporal::new(&temporal);
+    let image = Map::from_tensor(input.clone());
+    let anchors = model.anchors();
+    let mut samples: Vec<(String, f64)> = Vec::new();
+    for iteration in 0..iterations + 3 {
+        let mut record = |name: String, started: Instant| {
+            if iteration >= 3 {
+                samples.push((name, started.elapsed().as_secs_f64() * 1e3));
+            }
+        };
+        let t = Instant::now();
+        let mut stem = prepared.stem(&image);
+        record("stem".into(), t);
+        let t = Instant::now();
+        let first = prepared.first_stage(&mut stem);
+        record("mbconv1".into(), t);
+        for (label, ratios) in [("r6", SubnetArch::LARGEST), ("arch", arch)] {
+            let mut stages = vec![first.clone()];
+            for stage in 0..6 {
+                let ratio = ratios.ratio(stage);
+                let t = Instant::now();
+                let input = stages.last_mut().expect("first stage");
+                let y = prepared.stage(stage, input, ratio).expect("ratio held");
+                record(format!("stage{} {label} (r={ratio})", stage + 1), t);
+                stages.push(y);
+            }
+            if label == "r6" {
+                for (stage, feature) in stages.iter().enumerate() {
+                    let fusion = &prepared_temporal.fusions[stage];
+                    let mut key = feature.clone();
+                    let t = Instant::now();
+                    let term = fusion.key_term(&mut key);
+                    record(format!("fusion{stage} key term"), t);
+                    let mut current = feature.clone();
+                    let t = Instant::now();
+                    let _ = fusion.run(&mut current, &key, &term);
+                    record(format!("fusion{stage}"), t);
+                }
+                let t = Instant::now();
+                let outputs = prepared.pyramid([&stages[2], &stages[4], &stages[6]]);
+                record("bifpn+heads".into(), t);
+                let t = Instant::now();
+                let _ = prepared.postprocess(&outputs, &anchors);
+                record("decode+nms".into(), t);
+            }
+        }
+    }
+    let mut parts: Vec<(String, Vec<f64>)> = Vec::new();
+    for (name, ms) in samples {
+        match parts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(ms),
+            None => parts.push((name, vec![ms])),
+        }
+    }
+    println!("{preset} {size}px width {width} depth {depth}, arch {arch}, medians (ms):");
+    for (name, values) in &parts {
+        println!("  {name:<28} {:7.3}", median(values.clone()));
+    }
+
+    // Whole frames through the streaming engine (prepared weights).
+    let frames = |mode: Mode, every: usize| {
+        let mut detector =
+            AntDetector::new(model.clone(), Some(temporal.clone()), mode).expect("valid mode");
+        let (mut key, mut other) = (Vec::new(), Vec::new());
+        for index in 0..(iterations + 3) * every {
+            let result = detector.process(input.clone()).expect("frame");
+            if index >= 3 * every {
+                if result.key {
+                    key.push(result.latency_ms);
+                } else {
+                    other.push(result.latency_ms);
+                }
+            }
+        }
+        (
+            (!key.is_empty()).then(|| median(key)),
+            (!other.is_empty()).then(|| median(other)),
+        )
+    };
+    let show = |name: &str, (key, other): (Option<f64>, Option<f64>)| {
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        println!("  {name:<28} key {:>8} other {:>8}", fmt(key), fmt(other));
+    };
+    println!("AntDetector::process medians (ms):");
+    show("static-full", frames(Mode::static_full(), 1));
+    show(
+        &format!("static {arch}"),
+        frames(Mode::static_subnet(arch), 1),
+    );
+    show(
+        &format!("fixed3 non-key at {arch}"),
+        frames(Mode::fixed_interval(3).with_fixed_width(arch), 3),
+    );
+}
