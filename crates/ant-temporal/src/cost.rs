@@ -7,6 +7,7 @@ use ant_supernet::{EfficientDetConfig, SubnetArch, detector_cost};
 
 use crate::fusion::fusion_macs;
 use crate::gate::gate_macs;
+use crate::temporal::AntTemporalConfig;
 
 /// Side of each of the seven stage-level feature maps at `config.image_size` (TF "same"
 /// arithmetic: the stem halves, each stage divides by its first block's stride).
@@ -74,6 +75,24 @@ impl TemporalCostTable {
                 .map(|&c| gate_macs(c, gate_hidden))
                 .collect(),
         }
+    }
+
+    /// The table of `config` with the temporal modules `temporal` describes: no fusion MACs
+    /// on stages without a fusion module, gates of twice the inputs there.
+    pub fn for_temporal(config: &EfficientDetConfig, temporal: &AntTemporalConfig) -> Self {
+        let mut table = Self::new(config, temporal.gate_hidden, temporal.fusion_kernel);
+        let channels = stage_channels(config);
+        for (stage, macs) in table.fusion_macs.iter_mut().enumerate() {
+            if !temporal.fusion_stages.contains(&stage) {
+                *macs = 0;
+            }
+        }
+        for (stage, macs) in table.gate_macs.iter_mut().enumerate() {
+            if !temporal.fusion_stages.contains(&stage) {
+                *macs = gate_macs(2 * channels[stage], temporal.gate_hidden);
+            }
+        }
+        table
     }
 
     /// MACs of the detector running `arch` (no temporal modules).

@@ -225,6 +225,15 @@ impl AntDetector {
         }
         if let Some(temporal) = &temporal {
             temporal.check(&model.config.backbone)?;
+            let key_reading = temporal.key_reading_gates();
+            if mode.key_frames.is_none()
+                && mode.width == WidthPolicy::Gate
+                && !key_reading.is_empty()
+            {
+                return Err(TemporalError::GatesNeedKeyFrames {
+                    stages: key_reading,
+                });
+            }
         }
         if let WidthPolicy::Fixed(arch) = mode.width {
             model.validate(&arch)?;
@@ -262,7 +271,10 @@ impl AntDetector {
         let (gate_hidden, fusion_kernel) = temporal
             .as_ref()
             .map_or((64, 3), |t| (t.config.gate_hidden, t.config.fusion_kernel));
-        let costs = TemporalCostTable::new(&model.config, gate_hidden, fusion_kernel);
+        let costs = match &temporal {
+            Some(temporal) => TemporalCostTable::for_temporal(&model.config, &temporal.config),
+            None => TemporalCostTable::new(&model.config, gate_hidden, fusion_kernel),
+        };
         let anchors = model.anchors();
         Ok(Self {
             model,
@@ -426,13 +438,17 @@ impl AntDetector {
         };
         let fuse = |stage: usize, x: Tensor<4>, key_stages: Option<&Vec<Tensor<4>>>| match (
             key_stages,
-            &self.temporal,
+            self.temporal.as_ref().and_then(|t| t.fusion(stage)),
         ) {
-            (Some(stored), Some(temporal)) => {
-                temporal.fusions[stage].forward(x, stored[stage].clone())
-            }
+            (Some(stored), Some(fusion)) => fusion.forward(x, stored[stage].clone()),
             _ => x,
         };
+        let fused_input = self
+            .temporal
+            .as_ref()
+            .is_none_or(|temporal| temporal.config.fused_input)
+            || key_stages.is_none();
+        let mut raw = (!fused_input).then(|| first.clone());
         let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
         let _ = self.device.sync();
         let start = Instant::now();
@@ -448,7 +464,13 @@ impl AntDetector {
                 (WidthPolicy::Gate, Some(temporal)) => {
                     let _ = self.device.sync();
                     let start = Instant::now();
-                    let scores = temporal.gates[stage].forward(y.clone());
+                    let gate = &temporal.gates[stage];
+                    let scores = match key_stages {
+                        Some(stored) if temporal.fusion(stage).is_none() => {
+                            gate.forward_pair(y.clone(), stored[stage].clone())
+                        }
+                        _ => gate.forward(y.clone()),
+                    };
                     let ratio = argmax_rows(scores)[0] + 1;
                     timed(start, &self.device);
                     ratio
@@ -456,7 +478,11 @@ impl AntDetector {
                 (WidthPolicy::Gate, None) => unreachable!("checked in AntDetector::new"),
             };
             *ratio_slot = ratio;
-            y = self.run_stage(stage, y, ratio)?;
+            let input = raw.take().unwrap_or(y);
+            y = self.run_stage(stage, input, ratio)?;
+            if !fused_input {
+                raw = Some(y.clone());
+            }
             if key_stages.is_some() {
                 let _ = self.device.sync();
                 let start = Instant::now();
@@ -527,39 +553,61 @@ impl AntDetector {
                     .fusions
                     .iter()
                     .zip(stored.iter_mut())
-                    .map(|(fusion, key)| fusion.key_term(key))
+                    .map(|(fusion, key)| {
+                        fusion
+                            .as_ref()
+                            .map_or_else(Vec::new, |fusion| fusion.key_term(key))
+                    })
                     .collect(),
             );
             fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
         }
         let fuse = |stage: usize, mut x: Map, fusion_gate_ms: &mut f64| -> Map {
-            match (fusing, temporal, &cpu.key_stages, &cpu.key_terms) {
-                (true, Some(temporal), Some(stored), Some(terms)) => {
+            let fusion = temporal.and_then(|t| t.fusions[stage].as_ref());
+            match (fusing, fusion, &cpu.key_stages, &cpu.key_terms) {
+                (true, Some(fusion), Some(stored), Some(terms)) => {
                     let started = Instant::now();
-                    let fused = temporal.fusions[stage].run(&mut x, &stored[stage], &terms[stage]);
+                    let fused = fusion.run(&mut x, &stored[stage], &terms[stage]);
                     *fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
                     fused
                 }
                 _ => x,
             }
         };
+        // Stages read the fused features, or (`fused_input` off) the subnet's own chain.
+        let fused_input = self
+            .temporal
+            .as_ref()
+            .is_none_or(|temporal| temporal.config.fused_input)
+            || !fusing;
+        let mut raw = (!fused_input).then(|| first.clone());
         let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
         stages.push(fuse(0, first, &mut fusion_gate_ms));
         let mut ratios = [0usize; NUM_ELASTIC_STAGES];
         for (stage, slot) in ratios.iter_mut().enumerate() {
-            let input = stages.last_mut().expect("the first stage is in");
+            let fused = stages.last_mut().expect("the first stage is in");
             let ratio = match (self.mode.width, temporal) {
                 (WidthPolicy::Fixed(arch), _) => arch.ratio(stage),
                 (WidthPolicy::Gate, Some(temporal)) => {
                     let started = Instant::now();
-                    let ratio = temporal.gates[stage].choose(input);
+                    let gate = &temporal.gates[stage];
+                    let ratio = match (&cpu.key_stages, &temporal.fusions[stage]) {
+                        (Some(stored), None) if fusing => gate.choose_pair(fused, &stored[stage]),
+                        _ => gate.choose(fused),
+                    };
                     fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
                     ratio
                 }
                 (WidthPolicy::Gate, None) => unreachable!("checked in AntDetector::new"),
             };
             *slot = ratio;
-            let output = cpu.detector.stage(stage, input, ratio)?;
+            let output = match raw.as_mut() {
+                Some(own) => cpu.detector.stage(stage, own, ratio)?,
+                None => cpu.detector.stage(stage, fused, ratio)?,
+            };
+            if !fused_input {
+                raw = Some(output.clone());
+            }
             stages.push(fuse(stage + 1, output, &mut fusion_gate_ms));
         }
         let outputs = cpu

@@ -21,6 +21,16 @@ pub enum TemporalError {
         /// The mode's name.
         mode: String,
     },
+    /// Gates built to read key-frame features (stages without fusion read the current and
+    /// the key frame's features side by side) asked to run without key frames.
+    #[error(
+        "the gates of stages {stages:?} read key-frame features (no fusion module there): \
+         they cannot gate the non-temporal mode"
+    )]
+    GatesNeedKeyFrames {
+        /// The stages whose gates read key-frame features.
+        stages: Vec<usize>,
+    },
     /// The temporal modules were built for another backbone.
     #[error("temporal modules expect stage channels {expected:?}, the backbone has {found:?}")]
     BackboneMismatch {

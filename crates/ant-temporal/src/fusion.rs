@@ -15,6 +15,7 @@
 //! its 8 GPU epochs to recover from that; the CPU default trains stage 2 for a few hundred
 //! steps.
 
+use ant_supernet::act::sigmoid_train;
 use ant_supernet::nn::{ConvWeight, batch_norm, swish};
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -28,7 +29,17 @@ pub enum FusionAnchor {
     Current,
     /// The key frame's stage feature (full network).
     Key,
+    /// A blend of the two: `key + m * (current - key)` with a per-position, per-channel mask
+    /// `m = sigmoid(...)` from the module's body (the last activation a sigmoid, its norm's
+    /// shift starting at -4, so `m` starts near 0.02 and the module near the key frame's
+    /// feature). The mask's gradient is the feature error times `current - key`, large
+    /// exactly where the frame changed: it learns where to take the current frame in a few
+    /// hundred steps, where a zero-scale residual branch barely moves.
+    Blend,
 }
+
+/// The starting shift of a blend mask's last norm: `sigmoid(-4) = 0.018`.
+pub const BLEND_MASK_SHIFT: f32 = -4.0;
 
 /// Configuration of one [`Fusion`].
 #[derive(Config, Debug)]
@@ -51,8 +62,20 @@ impl FusionConfig {
     pub fn init(&self, device: &Device) -> Fusion {
         let channels = self.channels;
         let mut bn_depthwise = batch_norm(channels, device);
-        if self.residual {
-            bn_depthwise.gamma = Param::from_tensor(bn_depthwise.gamma.val().zeros_like());
+        match (self.residual, self.anchor) {
+            (true, FusionAnchor::Blend) => {
+                bn_depthwise.beta = Param::from_tensor(
+                    bn_depthwise
+                        .beta
+                        .val()
+                        .zeros_like()
+                        .add_scalar(BLEND_MASK_SHIFT),
+                );
+            }
+            (true, _) => {
+                bn_depthwise.gamma = Param::from_tensor(bn_depthwise.gamma.val().zeros_like());
+            }
+            (false, _) => {}
         }
         Fusion {
             pointwise: ConvWeight::init(channels, 2 * channels, 1, 1, false, device),
@@ -101,19 +124,21 @@ impl Fusion {
         } else {
             key.expand([batch_size, channels, height, width])
         };
-        let shortcut = self.residual.then(|| match self.anchor {
-            FusionAnchor::Current => current.clone(),
-            FusionAnchor::Key => key.clone(),
-        });
+        let blend = self.residual && self.anchor == FusionAnchor::Blend;
+        let pair = (self.residual || blend).then(|| (current.clone(), key.clone()));
         let x = Tensor::cat(vec![current, key], 1); // [batch, 2C, h, w]
         let x = swish(self.bn_pointwise.forward(self.pointwise.forward(x, 1, 1)));
-        let fused = swish(
-            self.bn_depthwise
-                .forward(self.depthwise.forward(x, 1, self.channels)),
-        );
-        match shortcut {
-            Some(anchor) => anchor + fused,
-            None => fused,
+        let body = self
+            .bn_depthwise
+            .forward(self.depthwise.forward(x, 1, self.channels));
+        match (pair, self.anchor) {
+            (Some((current, key)), FusionAnchor::Blend) => {
+                let mask = sigmoid_train(body);
+                key.clone() + mask * (current - key)
+            }
+            (Some((current, _)), FusionAnchor::Current) => current + swish(body),
+            (Some((_, key)), FusionAnchor::Key) => key + swish(body),
+            (None, _) => swish(body),
         }
     }
 
@@ -197,6 +222,44 @@ mod tests {
         let a = trained.forward(current.clone(), key.clone());
         let b = trained.forward(current + 1.0, key);
         assert!((a - b).abs().sum().into_scalar::<f32>() > 1e-3);
+    }
+
+    #[test]
+    fn should_blend_from_near_the_key_toward_the_current_feature() {
+        let device = Device::flex();
+        let fusion = FusionConfig::new(4)
+            .with_residual(true)
+            .with_anchor(FusionAnchor::Blend)
+            .init(&device);
+        let current = Tensor::<4>::random([2, 4, 6, 6], Distribution::Default, &device);
+        let key = Tensor::<4>::random([1, 4, 6, 6], Distribution::Default, &device);
+        let key_batch = key.clone().expand([2, 4, 6, 6]);
+        let fused = fusion.forward(current.clone(), key.clone());
+        // m is about sigmoid(-4 + N(0, 1)) at first: the output is mostly the key's.
+        let from_key: f32 = (fused.clone() - key_batch.clone())
+            .abs()
+            .mean()
+            .into_scalar();
+        let span: f32 = (current.clone() - key_batch.clone())
+            .abs()
+            .mean()
+            .into_scalar();
+        assert!(from_key < 0.2 * span, "{from_key} vs {span}");
+        // Always between the two, per value.
+        let low = current.clone().min_pair(key_batch.clone());
+        let high = current.clone().max_pair(key_batch.clone());
+        let below: f32 = (low - fused.clone()).clamp_min(0.0).max().into_scalar();
+        let above: f32 = (fused.clone() - high).clamp_min(0.0).max().into_scalar();
+        assert!(below < 1e-6 && above < 1e-6);
+        // A mask shifted up takes the current frame.
+        let mut open = fusion;
+        open.bn_depthwise.beta =
+            Param::from_tensor(open.bn_depthwise.beta.val().zeros_like().add_scalar(20.0));
+        let taken: f32 = (open.forward(current.clone(), key) - current)
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(taken < 1e-5, "{taken}");
     }
 
     #[test]

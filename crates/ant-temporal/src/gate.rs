@@ -49,8 +49,32 @@ impl Gate {
     /// # Shapes
     /// `[batch, C, h, w] -> [batch, num_choices]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let [batch_size, channels, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([batch_size, channels]); // [batch, C]
+        self.forward_pooled(pool(x))
+    }
+
+    /// Ratio scores of a non-fused stage from the current and the key frame's features side
+    /// by side (`[pool(current), pool(key)]`; the gate was built for twice the channels).
+    ///
+    /// # Shapes
+    /// `current`: `[batch, C, h, w]`, `key`: `[batch or 1, C, h, w]` -> `[batch, num_choices]`
+    pub fn forward_pair(&self, current: Tensor<4>, key: Tensor<4>) -> Tensor<2> {
+        let current = pool(current);
+        let [batch_size, _] = current.dims();
+        let key = pool(key);
+        let [key_batch, channels] = key.dims();
+        let key = if key_batch == batch_size {
+            key
+        } else {
+            key.expand([batch_size, channels])
+        };
+        self.forward_pooled(Tensor::cat(vec![current, key], 1))
+    }
+
+    /// Ratio scores from pooled features.
+    ///
+    /// # Shapes
+    /// `[batch, inputs] -> [batch, num_choices]`
+    pub fn forward_pooled(&self, pooled: Tensor<2>) -> Tensor<2> {
         self.fc2.forward(relu(self.fc1.forward(pooled)))
     }
 
@@ -60,6 +84,12 @@ impl Gate {
         let [_, outputs] = self.fc2.weight.dims();
         (input * hidden + hidden * outputs) as u64
     }
+}
+
+/// Global average pooling: `[batch, C, h, w] -> [batch, C]`.
+fn pool(x: Tensor<4>) -> Tensor<2> {
+    let [batch_size, channels, _, _] = x.dims();
+    x.mean_dim(3).mean_dim(2).reshape([batch_size, channels])
 }
 
 /// Multiply-accumulates of a gate reading `channels` with `hidden` units and 6 outputs.

@@ -47,7 +47,11 @@ impl PreparedFusion {
                 fusion.depthwise.weight.val(),
                 1,
                 Some(&fusion.bn_depthwise),
-                Activation::Swish,
+                if fusion.residual && fusion.anchor == FusionAnchor::Blend {
+                    Activation::Identity
+                } else {
+                    Activation::Swish
+                },
             ),
             anchor: fusion.residual.then_some(fusion.anchor),
         }
@@ -68,6 +72,7 @@ impl PreparedFusion {
         match self.anchor {
             Some(FusionAnchor::Current) => fused.add_assign(current),
             Some(FusionAnchor::Key) => fused.add_assign(key),
+            Some(FusionAnchor::Blend) => fused.blend_mask(current, key),
             None => {}
         }
         fused
@@ -112,24 +117,47 @@ impl PreparedGate {
         self.fc2.run(&hidden)
     }
 
+    /// The ratio scores from the current and the key frame's features side by side (a gate
+    /// on a stage without fusion).
+    pub fn scores_pair(&self, current: &Map, key: &Map) -> Vec<f32> {
+        let mut pooled = current.channel_means();
+        pooled.extend(key.channel_means());
+        let hidden: Vec<f32> = self
+            .fc1
+            .run(&pooled)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        self.fc2.run(&hidden)
+    }
+
+    /// [`Self::choose`] for a gate on a stage without fusion.
+    pub fn choose_pair(&self, current: &Map, key: &Map) -> usize {
+        best_index(&self.scores_pair(current, key)) + 1
+    }
+
     /// The chosen ratio (1-based): the first best score.
     pub fn choose(&self, x: &Map) -> usize {
-        let scores = self.scores(x);
-        let mut best = 0;
-        for (index, &score) in scores.iter().enumerate() {
-            if score > scores[best] {
-                best = index;
-            }
-        }
-        best + 1
+        best_index(&self.scores(x)) + 1
     }
+}
+
+/// The index of the first largest score.
+fn best_index(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (index, &score) in scores.iter().enumerate() {
+        if score > scores[best] {
+            best = index;
+        }
+    }
+    best
 }
 
 /// Fusion modules and gates, prepared.
 #[derive(Clone, Debug)]
 pub struct PreparedTemporal {
-    /// One per stage-level feature.
-    pub fusions: Vec<PreparedFusion>,
+    /// One per stage-level feature, where the modules have one.
+    pub fusions: Vec<Option<PreparedFusion>>,
     /// One per elastic stage.
     pub gates: Vec<PreparedGate>,
 }
@@ -138,7 +166,11 @@ impl PreparedTemporal {
     /// Prepares `temporal`.
     pub fn new(temporal: &AntTemporal) -> Self {
         Self {
-            fusions: temporal.fusions.iter().map(PreparedFusion::new).collect(),
+            fusions: temporal
+                .fusions
+                .iter()
+                .map(|f| f.as_ref().map(PreparedFusion::new))
+                .collect(),
             gates: temporal.gates.iter().map(PreparedGate::new).collect(),
         }
     }

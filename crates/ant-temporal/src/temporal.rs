@@ -31,32 +31,53 @@ pub struct AntTemporalConfig {
     /// What residual fusion modules add their output to ([`FusionConfig::anchor`]).
     #[config(default = "FusionAnchor::Current")]
     pub fusion_anchor: FusionAnchor,
+    /// Whether a non-key frame's elastic stage `s + 1` runs on the fused output of stage `s`
+    /// (`true`, the design so far) or on the subnet's own output of stage `s` (`false`: the
+    /// current frame's features flow through the subnet unchanged, and the fused features
+    /// go to the gates and the BiFPN only). With fusion modules anchored on the key frame,
+    /// `true` lets the current frame in only through the first fusion's residual branch.
+    #[config(default = true)]
+    pub fused_input: bool,
+    /// The stage-level features (0..=6) that get a fusion module (default: all seven). A gate
+    /// on a stage without one reads the pooled current and key features side by side
+    /// (`[pool(current), pool(key)]`, twice the channels) instead of the pooled fused
+    /// feature. `[2, 4, 6]` fuses only the BiFPN's inputs: the fusions of the large early
+    /// maps (stride 2 and 4) are a third of a non-key frame's fusion time and feed nothing
+    /// but gates when stages read their own features (`fused_input = false`).
+    #[config(default = "vec![0, 1, 2, 3, 4, 5, 6]")]
+    pub fusion_stages: Vec<usize>,
 }
 
 impl AntTemporalConfig {
     /// Fusion modules for the seven stages of `backbone` and gates for the six elastic ones.
     pub fn init(&self, backbone: &BackboneConfig, device: &Device) -> AntTemporal {
         let channels: Vec<usize> = backbone.stages().iter().map(|s| s.out_channels).collect();
+        let fused = |stage: usize| self.fusion_stages.contains(&stage);
         AntTemporal {
             fusions: channels
                 .iter()
-                .map(|&c| {
-                    FusionConfig::new(c)
-                        .with_kernel_size(self.fusion_kernel)
-                        .with_residual(self.residual_fusion)
-                        .with_anchor(self.fusion_anchor)
-                        .init(device)
+                .enumerate()
+                .map(|(stage, &c)| {
+                    fused(stage).then(|| {
+                        FusionConfig::new(c)
+                            .with_kernel_size(self.fusion_kernel)
+                            .with_residual(self.residual_fusion)
+                            .with_anchor(self.fusion_anchor)
+                            .init(device)
+                    })
                 })
                 .collect(),
             gates: channels[..NUM_ELASTIC_STAGES]
                 .iter()
-                .map(|&c| {
-                    GateConfig::new(c)
+                .enumerate()
+                .map(|(stage, &c)| {
+                    GateConfig::new(if fused(stage) { c } else { 2 * c })
                         .with_hidden(self.gate_hidden)
                         .with_num_choices(MAX_RATIO)
                         .init(device)
                 })
                 .collect(),
+            channels,
             config: self.clone(),
         }
     }
@@ -64,15 +85,19 @@ impl AntTemporalConfig {
 
 /// Fusion modules and dynamic gates.
 ///
-/// `fusions[s]` fuses stage `s` (0 = the MBConv1 stage, 1..=6 the elastic stages);
-/// `gates[s]` reads the (fused) output of stage `s` and chooses the ratio of elastic stage
-/// `s + 1` (so `gates[0]`, on the MBConv1 stage, gates the first elastic stage).
+/// `fusions[s]` fuses stage `s` (0 = the MBConv1 stage, 1..=6 the elastic stages), when the
+/// config fuses it; `gates[s]` reads the fused output of stage `s` (or, on a stage without
+/// fusion, the pooled current and key features side by side) and chooses the ratio of elastic
+/// stage `s + 1` (so `gates[0]`, on the MBConv1 stage, gates the first elastic stage).
 #[derive(Module, Debug)]
 pub struct AntTemporal {
-    /// One per stage-level feature (seven).
-    pub fusions: Vec<Fusion>,
+    /// One per stage-level feature (seven), `None` where the config fuses nothing.
+    pub fusions: Vec<Option<Fusion>>,
     /// One per elastic stage (six).
     pub gates: Vec<Gate>,
+    /// Channels of the seven stage-level features.
+    #[module(skip)]
+    pub channels: Vec<usize>,
     /// The configuration.
     #[module(skip)]
     pub config: AntTemporalConfig,
@@ -80,7 +105,8 @@ pub struct AntTemporal {
 
 /// Reads a saved [`AntTemporalConfig`]; files written before `residual_fusion` existed hold
 /// the paper's fusion module, files written before `fusion_anchor` existed residual modules
-/// anchored on the current feature.
+/// anchored on the current feature, files written before `fused_input` existed stages that
+/// read the fused features, files written before `fusion_stages` existed seven fusions.
 fn parse_config(text: &str) -> std::result::Result<AntTemporalConfig, serde_json::Error> {
     let mut value: serde_json::Value = serde_json::from_str(text)?;
     if let Some(object) = value.as_object_mut() {
@@ -90,6 +116,12 @@ fn parse_config(text: &str) -> std::result::Result<AntTemporalConfig, serde_json
         object
             .entry("fusion_anchor")
             .or_insert(serde_json::Value::String("Current".into()));
+        object
+            .entry("fused_input")
+            .or_insert(serde_json::Value::Bool(true));
+        object
+            .entry("fusion_stages")
+            .or_insert(serde_json::json!([0, 1, 2, 3, 4, 5, 6]));
     }
     serde_json::from_value(value)
 }
@@ -105,9 +137,32 @@ pub fn temporal_path(model_path: &Path) -> PathBuf {
 }
 
 impl AntTemporal {
-    /// Channels of the seven fused stages.
+    /// Channels of the seven stage-level features.
     pub fn channels(&self) -> Vec<usize> {
-        self.fusions.iter().map(|f| f.channels).collect()
+        self.channels.clone()
+    }
+
+    /// The fusion module of stage-level feature `stage`, if it has one.
+    pub fn fusion(&self, stage: usize) -> Option<&Fusion> {
+        self.fusions.get(stage).and_then(Option::as_ref)
+    }
+
+    /// The stages among the six gated ones whose gates read key-frame features (no fusion
+    /// module on them).
+    pub fn key_reading_gates(&self) -> Vec<usize> {
+        (0..NUM_ELASTIC_STAGES)
+            .filter(|&stage| self.fusion(stage).is_none())
+            .collect()
+    }
+
+    /// The fusion modules present.
+    pub fn present_fusions(&self) -> impl Iterator<Item = &Fusion> {
+        self.fusions.iter().flatten()
+    }
+
+    /// The fusion modules present, mutably.
+    pub fn present_fusions_mut(&mut self) -> impl Iterator<Item = &mut Fusion> {
+        self.fusions.iter_mut().flatten()
     }
 
     /// Checks that these modules fit `backbone`.
@@ -219,6 +274,24 @@ mod tests {
     }
 
     #[test]
+    fn should_fuse_only_the_configured_stages_and_widen_the_other_gates() {
+        let device = Device::flex();
+        let config = EfficientDetConfig::d0(4);
+        let temporal = AntTemporalConfig::new()
+            .with_fusion_stages(vec![2, 4, 6])
+            .init(&config.backbone, &device);
+        let present: Vec<usize> = (0..7).filter(|&s| temporal.fusion(s).is_some()).collect();
+        assert_eq!(present, [2, 4, 6]);
+        let inputs: Vec<usize> = temporal
+            .gates
+            .iter()
+            .map(|g| g.fc1.weight.dims()[0])
+            .collect();
+        assert_eq!(inputs, [32, 48, 40, 160, 112, 384]);
+        assert!(temporal.check(&config.backbone).is_ok());
+    }
+
+    #[test]
     fn should_round_trip_through_a_checkpoint() {
         let device = Device::flex();
         let backbone = EfficientDetConfig::d0(4).backbone;
@@ -233,7 +306,8 @@ mod tests {
         temporal.save(&path).unwrap();
         let loaded = AntTemporal::load(&path, &backbone, &device).unwrap();
         assert_eq!(loaded.config.gate_hidden, 8);
-        assert!(loaded.fusions.iter().all(|fusion| fusion.residual));
+        assert!(loaded.present_fusions().all(|fusion| fusion.residual));
+        assert_eq!(loaded.present_fusions().count(), 7);
         let a: Vec<f32> = temporal.gates[2]
             .fc1
             .weight

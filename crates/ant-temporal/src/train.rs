@@ -146,30 +146,43 @@ pub fn forward_non_key(
     sampling: GateSampling,
 ) -> Result<NonKeyOutput> {
     temporal.check(&model.config.backbone)?;
+    let key_reading = temporal.key_reading_gates();
+    if key_features.is_none() && !key_reading.is_empty() {
+        return Err(TemporalError::GatesNeedKeyFrames {
+            stages: key_reading,
+        });
+    }
     if let GateSampling::Fixed(arch) = sampling {
         model.validate(&arch)?;
     }
     let [batch_size, _, _, _] = non_key.dims();
     let device = non_key.device();
     let backbone = &model.backbone;
-    let costs = TemporalCostTable::new(
-        &model.config,
-        temporal.config.gate_hidden,
-        temporal.config.fusion_kernel,
-    );
-    let fuse = |stage: usize, x: Tensor<4>| match key_features {
-        Some(key) => temporal.fusions[stage].forward(x, key.stages[stage].clone()),
-        None => x,
+    let costs = TemporalCostTable::for_temporal(&model.config, &temporal.config);
+    let fuse = |stage: usize, x: Tensor<4>| match (key_features, temporal.fusion(stage)) {
+        (Some(key), Some(fusion)) => fusion.forward(x, key.stages[stage].clone()),
+        _ => x,
+    };
+    // A gate on a stage without fusion reads the current and the key feature side by side.
+    let score = |stage: usize, gate: &crate::gate::Gate, y: &Tensor<4>| match key_features {
+        Some(key) if temporal.fusion(stage).is_none() => {
+            gate.forward_pair(y.clone(), key.stages[stage].clone())
+        }
+        _ => gate.forward(y.clone()),
     };
 
     let stem = backbone.forward_stem(non_key);
-    let mut y = fuse(0, backbone.forward_first_stage(stem));
+    let first = backbone.forward_first_stage(stem);
+    // The subnet's own feature chain, when stages do not read the fused features.
+    let fused_input = temporal.config.fused_input || key_features.is_none();
+    let mut raw = (!fused_input).then(|| first.clone());
+    let mut y = fuse(0, first);
     let mut fused_stages = vec![y.clone()];
     let mut gate_probs = Vec::with_capacity(NUM_ELASTIC_STAGES);
     let mut choices = vec![[0usize; NUM_ELASTIC_STAGES]; batch_size];
     let mut expected = Tensor::<2>::zeros([batch_size, 1], &device);
     for (stage, gate) in temporal.gates.iter().enumerate() {
-        let logits = gate.forward(y.clone()); // [batch, 6]
+        let logits = score(stage, gate, &y); // [batch, 6]
         let probs = softmax(logits.clone(), 1);
         let (indices, weights, cost_weights) = match sampling {
             GateSampling::Gumbel {
@@ -212,13 +225,20 @@ pub fn forward_non_key(
         let macs = Tensor::<2>::from_data(TensorData::new(macs, [1, MAX_RATIO]), &device);
         expected = expected + (cost_weights * macs).sum_dim(1); // [batch, 1]
 
-        let mut out = run_stage_grouped(model, stage, y, &ratios);
+        let input = match raw.take() {
+            Some(raw) => raw,
+            None => y,
+        };
+        let mut out = run_stage_grouped(model, stage, input, &ratios);
         if let Some(weights) = weights {
             let one_hot = one_hot_rows(&indices, MAX_RATIO, &device);
             let chosen = (weights * one_hot)
                 .sum_dim(1)
                 .reshape([batch_size, 1, 1, 1]);
             out = out * chosen;
+        }
+        if !fused_input {
+            raw = Some(out.clone());
         }
         y = fuse(stage + 1, out);
         fused_stages.push(y.clone());

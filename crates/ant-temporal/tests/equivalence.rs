@@ -7,6 +7,7 @@ use ant_temporal::{
     AntDetector, AntTemporal, AntTemporalConfig, GateSampling, Mode, forward_clip,
     forward_clip_train, forward_non_key,
 };
+use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
@@ -106,6 +107,107 @@ fn should_match_the_engine_for_fixed_mixed_ratios() {
     assert!(difference < 1e-4, "relative difference {difference}");
 }
 
+/// Every fusion design (the paper's module; residual on the current, on the key frame's
+/// feature; the blend) with stages reading the fused or their own features: the engine (the
+/// prepared CPU path) and the training forward agree. The fusion norms are randomised, so
+/// every residual branch and mask is far from its start.
+#[test]
+fn should_match_the_engine_for_every_fusion_design() {
+    use ant_temporal::FusionAnchor;
+    use burn::module::{Param, RunningState};
+    let device = Device::flex();
+    let config = EfficientDetConfig::tiny(4).with_image_size(IMAGE_SIZE);
+    let model = EfficientDet::init(&config, &device);
+    let arch: SubnetArch = "2,1,4,3,6,1".parse().unwrap();
+    let key = frame(1, 0.0, &device);
+    let non_key = frame(1, 0.25, &device);
+    let designs = [
+        (false, FusionAnchor::Current),
+        (true, FusionAnchor::Current),
+        (true, FusionAnchor::Key),
+        (true, FusionAnchor::Blend),
+    ];
+    let all: Vec<usize> = (0..7).collect();
+    let cases = designs
+        .iter()
+        .flat_map(|&design| [(design, true, all.clone()), (design, false, all.clone())])
+        .chain([
+            ((true, FusionAnchor::Blend), false, vec![2, 4, 6]),
+            ((true, FusionAnchor::Key), true, vec![1, 4, 6]),
+        ]);
+    for ((residual, anchor), fused_input, fusion_stages) in cases {
+        {
+            let mut temporal = AntTemporalConfig::new()
+                .with_residual_fusion(residual)
+                .with_fusion_anchor(anchor)
+                .with_fused_input(fused_input)
+                .with_fusion_stages(fusion_stages.clone())
+                .init(&config.backbone, &device);
+            for fusion in temporal.present_fusions_mut() {
+                for bn in [&mut fusion.bn_pointwise, &mut fusion.bn_depthwise] {
+                    let [c] = bn.gamma.dims();
+                    let random = |d| Tensor::<1>::random([c], d, &device);
+                    bn.gamma = Param::from_tensor(random(Distribution::Uniform(0.5, 1.5)));
+                    bn.beta = Param::from_tensor(random(Distribution::Normal(0.0, 0.5)));
+                    bn.running_mean = RunningState::new(random(Distribution::Normal(0.0, 0.2)));
+                    bn.running_var = RunningState::new(random(Distribution::Uniform(0.5, 1.5)));
+                }
+            }
+            let mode = Mode::fixed_interval(2).with_fixed_width(arch);
+            let mut engine = AntDetector::new(model.clone(), Some(temporal.clone()), mode).unwrap();
+            engine.forward_frame(key.clone()).unwrap();
+            let streamed = engine.forward_frame(non_key.clone()).unwrap();
+            let trained = forward_clip(
+                &model,
+                &temporal,
+                key.clone(),
+                non_key.clone(),
+                GateSampling::Fixed(arch),
+                false,
+            )
+            .unwrap();
+            let difference = relative_difference(&streamed.outputs, &trained.outputs);
+            assert!(
+                difference < 1e-4,
+                "residual {residual} anchor {anchor:?} fused input {fused_input} stages \
+                 {fusion_stages:?}: {difference}"
+            );
+            // The engine's Burn path (every device but the plain CPU one) agrees too.
+            let autodiff = device.clone().autodiff();
+            let mut burn_engine = AntDetector::new(
+                model.clone().to_device(&autodiff),
+                Some(temporal.clone().to_device(&autodiff)),
+                mode,
+            )
+            .unwrap();
+            burn_engine
+                .forward_frame(key.clone().to_device(&autodiff))
+                .unwrap();
+            let burn_streamed = burn_engine
+                .forward_frame(non_key.clone().to_device(&autodiff))
+                .unwrap();
+            let on_cpu = |outputs: HeadOutputs| HeadOutputs {
+                class: outputs
+                    .class
+                    .into_iter()
+                    .map(|x| x.to_device(&device))
+                    .collect(),
+                boxes: outputs
+                    .boxes
+                    .into_iter()
+                    .map(|x| x.to_device(&device))
+                    .collect(),
+            };
+            let difference = relative_difference(&on_cpu(burn_streamed.outputs), &trained.outputs);
+            assert!(
+                difference < 1e-4,
+                "Burn path, residual {residual} anchor {anchor:?} fused input {fused_input}: \
+                 {difference}"
+            );
+        }
+    }
+}
+
 #[test]
 fn should_match_the_engine_without_fusion_in_the_non_temporal_mode() {
     let device = Device::flex();
@@ -186,7 +288,13 @@ fn should_give_gates_gradients_from_the_loss_and_the_expected_cost() {
         let magnitude: f32 = gradient.abs().sum().into_scalar();
         assert!(magnitude > 0.0);
     }
-    let fusion = temporal.fusions[6].pointwise.weight.val().grad(&grads);
+    let fusion = temporal
+        .fusion(6)
+        .expect("stage 6 is fused")
+        .pointwise
+        .weight
+        .val()
+        .grad(&grads);
     assert!(fusion.is_some(), "fusion modules get gradients");
 }
 
