@@ -27,9 +27,10 @@ pub struct EvalArgs {
     /// Dataset root (default: the run config's `data.root`).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The split to evaluate: `test` (or `train`).
+    /// The split to evaluate: `test`, `train`, or `val` (the static search's validation
+    /// sequences, `--val-sequences` training sequences: where to choose thresholds).
     #[arg(long, default_value = "test", value_parser = parse_split)]
-    pub split: Split,
+    pub split: EvalSplit,
     /// CPU threads (Burn flex's pool); 1 measures single-thread latency.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -79,8 +80,22 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-fn parse_split(text: &str) -> Result<Split, String> {
-    Split::parse(text).ok_or_else(|| format!("unknown split {text:?}: expected test or train"))
+/// What `--split` names.
+#[derive(Clone, Copy, Debug)]
+pub enum EvalSplit {
+    /// A split of the release.
+    Release(Split),
+    /// The search's validation sequences.
+    Validation,
+}
+
+fn parse_split(text: &str) -> Result<EvalSplit, String> {
+    if text == "val" {
+        return Ok(EvalSplit::Validation);
+    }
+    Split::parse(text)
+        .map(EvalSplit::Release)
+        .ok_or_else(|| format!("unknown split {text:?}: expected test, train or val"))
 }
 
 /// Runs `cargo xtask eval`.
@@ -109,7 +124,10 @@ fn run_in_pool(args: EvalArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let mut options = EvalOptions::new(args.run_dir.clone(), device);
     options.data_root = args.data;
-    options.split = args.split;
+    match args.split {
+        EvalSplit::Release(split) => options.split = split,
+        EvalSplit::Validation => options.validation = true,
+    }
     options.out_dir = args.out;
     options.thresholds = args.thresholds;
     options.search = SearchOptions {

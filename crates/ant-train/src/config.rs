@@ -134,6 +134,14 @@ fn one_u32() -> u32 {
     1
 }
 
+fn all_stages() -> Vec<usize> {
+    (0..=6).collect()
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn unit() -> f32 {
     1.0
 }
@@ -226,10 +234,22 @@ pub struct JointSettings {
     #[serde(default)]
     pub residual_fusion: bool,
     /// What residual fusion modules add their output to: `current` (the default when absent:
-    /// the gated subnet's own feature) or `key` (the key frame's feature, so a fresh module
-    /// passes the key frame's stage features on and learns the change).
+    /// the gated subnet's own feature), `key` (the key frame's feature, so a fresh module
+    /// passes the key frame's stage features on and learns the change) or `blend` (`key + m *
+    /// (current - key)` with a learned sigmoid mask, `ant_temporal::FusionAnchor::Blend`).
     #[serde(default = "current")]
     pub fusion_anchor: String,
+    /// Whether a non-key frame's next stage runs on the fused feature (`true`, the default
+    /// when absent) or on the subnet's own output, the fused features going to the gates and
+    /// the BiFPN only (`ant_temporal::AntTemporalConfig::fused_input`).
+    #[serde(default = "yes")]
+    pub fused_input: bool,
+    /// The stage-level features (0..=6) that get a fusion module (absent: all seven); gates of
+    /// the other stages read the pooled current and key features side by side
+    /// (`ant_temporal::AntTemporalConfig::fusion_stages`). The non-temporal baseline always
+    /// builds all seven (its gates read the frame's own features).
+    #[serde(default = "all_stages")]
+    pub fusion_stages: Vec<usize>,
     /// Keep the detector's batch norms at the statistics stage 2 starts from (recalibrated
     /// per ratio, the shared ones for the full network) instead of normalising with batch
     /// statistics: training then sees the normalisation that inference uses. Our addition
@@ -247,13 +267,29 @@ pub struct JointSettings {
     /// Train the non-temporal dynamic baseline instead: gates on the current frame only, no
     /// fusion, no key frames.
     pub non_temporal: bool,
+    /// Also train the non-temporal dynamic baseline (these settings with `non_temporal` set,
+    /// from the same supernet) into `RUN/stage2-nontemporal`, where `cargo xtask eval` finds
+    /// it as `dynamic-non-temporal`. `false`, the default when absent, trains ANT only.
+    #[serde(default)]
+    pub non_temporal_baseline: bool,
 }
 
 impl JointSettings {
+    /// The fusion stages of the temporal modules this stage builds: all seven for the
+    /// non-temporal network (no key frames for its gates to read), else `fusion_stages`.
+    pub fn temporal_fusion_stages(&self) -> Vec<usize> {
+        if self.non_temporal {
+            all_stages()
+        } else {
+            self.fusion_stages.clone()
+        }
+    }
+
     /// The fusion anchor named by `fusion_anchor` (validated by [`TrainConfig::validate`]).
     pub fn anchor(&self) -> ant_temporal::FusionAnchor {
         match self.fusion_anchor.as_str() {
             "key" => ant_temporal::FusionAnchor::Key,
+            "blend" => ant_temporal::FusionAnchor::Blend,
             _ => ant_temporal::FusionAnchor::Current,
         }
     }
@@ -457,15 +493,25 @@ impl TrainConfig {
         if self.joint.target_gmac_fraction.is_nan() || self.joint.target_gmac_fraction <= 0.0 {
             return invalid("joint.target_gmac_fraction must be positive".to_string());
         }
+        let stages = &self.joint.fusion_stages;
+        if stages.iter().any(|&stage| stage > 6) || stages.windows(2).any(|w| w[0] >= w[1]) {
+            return invalid(format!(
+                "joint.fusion_stages {stages:?}: expected distinct stage indices 0..=6 in \
+                 ascending order"
+            ));
+        }
         if !matches!(self.joint.compute_penalty.as_str(), "two_sided" | "above") {
             return invalid(format!(
                 "joint.compute_penalty {:?}: expected \"two_sided\" or \"above\"",
                 self.joint.compute_penalty
             ));
         }
-        if !matches!(self.joint.fusion_anchor.as_str(), "current" | "key") {
+        if !matches!(
+            self.joint.fusion_anchor.as_str(),
+            "current" | "key" | "blend"
+        ) {
             return invalid(format!(
-                "joint.fusion_anchor {:?}: expected \"current\" or \"key\"",
+                "joint.fusion_anchor {:?}: expected \"current\", \"key\" or \"blend\"",
                 self.joint.fusion_anchor
             ));
         }

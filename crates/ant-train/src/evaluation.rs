@@ -52,7 +52,9 @@ use crate::checkpoint::{latest_checkpoint, write_atomic};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::eval::{EvalGroundTruth, MethodSummary, Summary, push_frame_detections};
-use crate::joint::{JOINT_STAGE, JointModel, calibration_clips, load_joint, recalibrate_joint};
+use crate::joint::{
+    JOINT_STAGE, JointModel, NON_TEMPORAL_STAGE, calibration_clips, load_joint, recalibrate_joint,
+};
 use crate::latency::{LatencyKey, LatencyTable, median, pareto_front};
 use crate::norms::recalibrate_norms;
 use crate::pipeline::{training_clips, training_frames};
@@ -110,6 +112,12 @@ pub struct EvalOptions {
     pub data_root: Option<PathBuf>,
     /// The split evaluated (test).
     pub split: Split,
+    /// Evaluate the validation sequences of the static search (`search.val_sequences`
+    /// training sequences, evenly spaced in name order) instead of `split`: where a new
+    /// default threshold sweep is chosen, never on the test split. They were seen in
+    /// training, so their AP is optimistic; the stem deviations between frames, which the
+    /// thresholds act on, are not.
+    pub validation: bool,
     /// Output directory (default `RUN_DIR/eval`).
     pub out_dir: Option<PathBuf>,
     /// Adaptive key-frame thresholds.
@@ -140,6 +148,7 @@ impl EvalOptions {
             run_dir: run_dir.into(),
             data_root: None,
             split: Split::Test,
+            validation: false,
             out_dir: None,
             thresholds: DEFAULT_THRESHOLDS.to_vec(),
             search: SearchOptions::default(),
@@ -172,6 +181,9 @@ pub struct RunModels {
     pub supernet: Option<PathBuf>,
     /// Stage 2's newest checkpoint directory (`model.bpk` + `model.temporal.bpk`).
     pub joint: Option<PathBuf>,
+    /// The newest checkpoint directory of the non-temporal baseline trained beside ANT
+    /// (`RUN/stage2-nontemporal`, `joint.non_temporal_baseline`).
+    pub non_temporal: Option<PathBuf>,
 }
 
 impl RunModels {
@@ -209,12 +221,16 @@ impl RunModels {
         };
         let standalone = newest_model(Stage::Standalone.name())?;
         let supernet = newest_model(Stage::Supernet.name())?;
-        let joint = newest_model(JOINT_STAGE)?.map(|model| {
-            model
-                .parent()
-                .expect("a checkpoint model lies in its directory")
-                .to_path_buf()
-        });
+        let checkpoint_dir = |stage: &str| -> Result<Option<PathBuf>> {
+            Ok(newest_model(stage)?.map(|model| {
+                model
+                    .parent()
+                    .expect("a checkpoint model lies in its directory")
+                    .to_path_buf()
+            }))
+        };
+        let joint = checkpoint_dir(JOINT_STAGE)?;
+        let non_temporal = checkpoint_dir(NON_TEMPORAL_STAGE)?;
         if standalone.is_none() && supernet.is_none() {
             return Err(TrainError::NotFound {
                 what: "stage-0 or stage-1 checkpoint (epoch-NNNN/model.bpk with state.json)".into(),
@@ -226,6 +242,7 @@ impl RunModels {
             standalone,
             supernet,
             joint,
+            non_temporal,
         })
     }
 }
@@ -702,7 +719,14 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
         });
     }
     let layout = ReleaseLayout::new(root.clone());
-    let mut sequences = load_split(&layout, options.split)?;
+    let mut sequences = if options.validation {
+        validation_sequences(
+            &load_split(&layout, Split::Train)?,
+            options.search.val_sequences,
+        )
+    } else {
+        load_split(&layout, options.split)?
+    };
     if let Some(limit) = options.max_sequences {
         sequences.truncate(limit);
     }
@@ -717,7 +741,7 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
 
     // Calibration batches, built exactly as the main job builds them.
     let started = Instant::now();
-    let train_sequences = if options.split == Split::Train {
+    let train_sequences = if options.split == Split::Train && !options.validation {
         Vec::new()
     } else {
         load_split(&layout, Split::Train)?
@@ -906,11 +930,23 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
                 format!("{} (stage 2, non-temporal run)", joint_dir.display()),
             )?);
         }
-        None if !config.joint.non_temporal => notes.push(
-            "no non-temporal dynamic network: train one (`--set joint.non_temporal=true`) and \
-             pass its run with --non-temporal-run"
-                .into(),
-        ),
+        None if !config.joint.non_temporal => match &models.non_temporal {
+            Some(joint_dir) => {
+                let mut baseline = config.clone();
+                baseline.joint.non_temporal = true;
+                let joint = load_recalibrated_joint(joint_dir, &baseline, &joint_inputs)?;
+                runs.push(non_temporal_run(
+                    &joint,
+                    format!("{} (stage 2, non-temporal baseline)", joint_dir.display()),
+                )?);
+            }
+            None => notes.push(
+                "no non-temporal dynamic network: train one beside ANT \
+                 (`--set joint.non_temporal_baseline=true`) or in its own run \
+                 (`--set joint.non_temporal=true`, passed with --non-temporal-run)"
+                    .into(),
+            ),
+        },
         None => {}
     }
     seconds.push(("load-temporal".into(), started.elapsed().as_secs_f64()));
@@ -958,7 +994,11 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
     let evaluation = RunEvaluation {
         run_dir: options.run_dir.display().to_string(),
         data_root: root.display().to_string(),
-        split: options.split.to_string(),
+        split: if options.validation {
+            format!("val ({} training sequences)", sequences.len())
+        } else {
+            options.split.to_string()
+        },
         sequences: sequences.iter().map(|s| s.paths.name.clone()).collect(),
         frames: first.frames,
         scored_frames: first.scored,
@@ -1406,6 +1446,8 @@ pub fn write_untrained_run(run_dir: &Path, config: &TrainConfig, device: &Device
                 .with_gate_hidden(config.joint.gate_hidden)
                 .with_residual_fusion(config.joint.residual_fusion)
                 .with_fusion_anchor(config.joint.anchor())
+                .with_fused_input(config.joint.fused_input)
+                .with_fusion_stages(config.joint.temporal_fusion_stages())
                 .init(&detector_config.backbone, device);
             temporal.save(&ant_temporal::temporal_path(&model_path))?;
         }

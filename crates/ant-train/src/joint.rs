@@ -46,6 +46,10 @@ use crate::trainer::{
 /// The stage directory name.
 pub const JOINT_STAGE: &str = "stage2-joint";
 
+/// The directory of the non-temporal dynamic baseline the main job trains beside ANT
+/// (`joint.non_temporal_baseline`): stage 2 with `non_temporal` set, from the same supernet.
+pub const NON_TEMPORAL_STAGE: &str = "stage2-nontemporal";
+
 /// The joint stage's index in per-step seeds (stages 0 and 1 are 0 and 1).
 const JOINT_STAGE_INDEX: u64 = 2;
 
@@ -62,7 +66,7 @@ impl JointModel {
     /// Calls `f` on every batch norm: the detector's, then each fusion module's two.
     pub fn for_each_norm(&mut self, f: &mut dyn FnMut(&mut BatchNorm)) {
         crate::norms::for_each_norm(&mut self.detector, &mut *f);
-        for fusion in &mut self.temporal.fusions {
+        for fusion in self.temporal.present_fusions_mut() {
             f(&mut fusion.bn_pointwise);
             f(&mut fusion.bn_depthwise);
         }
@@ -209,8 +213,15 @@ fn shard_loss(
                 device,
             )
         });
+        // Distil the fused features (every stage of the non-temporal network, which fuses
+        // nothing): a stage without a fusion module passes the subnet's own feature, which
+        // only a wider width brings closer to the golden one, so its error would only push
+        // the gates (through their straight-through weights) to wide subnets.
         let mut distill: Option<Tensor<1>> = None;
-        for (fused, target) in output.fused_stages.iter().zip(&golden.stages) {
+        for (stage, (fused, target)) in output.fused_stages.iter().zip(&golden.stages).enumerate() {
+            if !settings.non_temporal && model.temporal.fusion(stage).is_none() {
+                continue;
+            }
             let target = target.clone().detach();
             let mut term = (fused.clone() - target.clone()).powf_scalar(2.0).mean();
             if settings.distill_normalized {
@@ -221,7 +232,7 @@ fn shard_loss(
                 None => term,
             });
         }
-        let distill = distill.expect("seven stages");
+        let distill = distill.expect("at least one fused stage");
         let detection = detection_loss(
             &output.outputs,
             &targets,
@@ -265,8 +276,22 @@ fn shard_loss(
     })
 }
 
-/// Trains stage 2 from the detector checkpoint `init` (resuming when asked and possible).
+/// Trains stage 2 from the detector checkpoint `init` (resuming when asked and possible)
+/// into `RUN/stage2-joint`.
 pub fn train_joint(
+    config: &TrainConfig,
+    init: &Path,
+    clips: &ClipDataset,
+    batcher: &DetracBatcher,
+    options: &RunOptions,
+) -> Result<JointOutcome> {
+    train_joint_into(JOINT_STAGE, config, init, clips, batcher, options)
+}
+
+/// [`train_joint`] into the stage directory `stage_name` (the non-temporal baseline of the
+/// main job trains into [`NON_TEMPORAL_STAGE`]).
+pub fn train_joint_into(
+    stage_name: &str,
     config: &TrainConfig,
     init: &Path,
     clips: &ClipDataset,
@@ -275,7 +300,7 @@ pub fn train_joint(
 ) -> Result<JointOutcome> {
     let settings = &config.joint;
     let stage = &settings.stage;
-    let stage_dir = options.run_dir.join(JOINT_STAGE);
+    let stage_dir = options.run_dir.join(stage_name);
     let device = options.device.clone().autodiff();
     let steps = steps_per_epoch(clips.len(), stage);
     let total_steps = steps * stage.epochs;
@@ -289,7 +314,7 @@ pub fn train_joint(
     let (model, mut state) = match &resume_from {
         Some(checkpoint) => {
             let state = load_state(checkpoint)?;
-            if state.stage != JOINT_STAGE || state.seed != config.seed {
+            if state.stage != stage_name || state.seed != config.seed {
                 return Err(TrainError::ResumeMismatch {
                     path: checkpoint.clone(),
                     reason: format!("checkpoint of stage {} seed {}", state.stage, state.seed),
@@ -305,9 +330,11 @@ pub fn train_joint(
                 .with_gate_hidden(settings.gate_hidden)
                 .with_residual_fusion(settings.residual_fusion)
                 .with_fusion_anchor(settings.anchor())
+                .with_fused_input(settings.fused_input)
+                .with_fusion_stages(settings.temporal_fusion_stages())
                 .init(&detector.config.backbone, &device);
             let state = TrainState {
-                stage: JOINT_STAGE.to_string(),
+                stage: stage_name.to_string(),
                 epochs_done: 0,
                 global_step: 0,
                 seed: config.seed,
@@ -333,7 +360,7 @@ pub fn train_joint(
     }
     let full_gmac = model.detector.cost(&SubnetArch::LARGEST).total.macs as f64 / 1e9;
     let target_gmac = (settings.target_gmac_fraction * full_gmac) as f32;
-    let mut log = MetricsLog::open(&options.run_dir, JOINT_STAGE, state.global_step)?;
+    let mut log = MetricsLog::open(&options.run_dir, stage_name, state.global_step)?;
     let anchors = Anchors::new(&model.detector.config);
     let loss_config: LossConfig = config.loss.into();
     let num_classes = config.model.num_classes;
@@ -426,7 +453,7 @@ pub fn train_joint(
                 )
             };
             let [value, detection_value, distill_value, gmac_value] = parts;
-            check_finite(value, JOINT_STAGE, epoch, step, checkpoint.as_deref())?;
+            check_finite(value, stage_name, epoch, step, checkpoint.as_deref())?;
             model = optim.step(lr, model, grads);
             state.global_step += 1;
             let non_key = (settings.clip_len - 1) as f32;
@@ -435,7 +462,7 @@ pub fn train_joint(
             distill_sum += f64::from(distill_value);
             gmac_sum += f64::from(gmac_value / non_key);
             log.step(&StepRecord {
-                stage: JOINT_STAGE.to_string(),
+                stage: stage_name.to_string(),
                 epoch,
                 step,
                 loss: value,
@@ -446,7 +473,7 @@ pub fn train_joint(
             if options.progress {
                 let images = (batch_index + 1) * stage.batch_size * settings.clip_len;
                 eprint!(
-                    "\r[{JOINT_STAGE}] epoch {}/{} step {}/{} loss {:.4} E[GMAC] {:.3}/{:.3} \
+                    "\r[{stage_name}] epoch {}/{} step {}/{} loss {:.4} E[GMAC] {:.3}/{:.3} \
                      tau {:.2} lr {:.5} {:.2} img/s   ",
                     epoch + 1,
                     stage.epochs,
@@ -466,7 +493,7 @@ pub fn train_joint(
         }
         let seconds = started.elapsed().as_secs_f64();
         let record = EpochRecord {
-            stage: JOINT_STAGE.to_string(),
+            stage: stage_name.to_string(),
             epoch,
             global_step: state.global_step,
             loss: (loss_sum / steps as f64) as f32,
@@ -522,13 +549,12 @@ pub fn recalibrate_joint(
     });
     let fusion_momenta: Vec<f64> = copy
         .temporal
-        .fusions
-        .iter()
+        .present_fusions()
         .flat_map(|f| [f.bn_pointwise.momentum, f.bn_depthwise.momentum])
         .collect();
     for (index, (key, non_key)) in clips.iter().enumerate() {
         let momentum = 1.0 / (index as f64 + 1.0);
-        for fusion in &mut copy.temporal.fusions {
+        for fusion in copy.temporal.present_fusions_mut() {
             fusion.bn_pointwise.momentum = momentum;
             fusion.bn_depthwise.momentum = momentum;
         }
@@ -549,8 +575,7 @@ pub fn recalibrate_joint(
     });
     for (fusion, pair) in copy
         .temporal
-        .fusions
-        .iter_mut()
+        .present_fusions_mut()
         .zip(fusion_momenta.chunks(2))
     {
         fusion.bn_pointwise.momentum = pair[0];

@@ -191,7 +191,6 @@ mod tests {
         assert_eq!(shard_ranges(4, 1), vec![0..4]);
     }
 
-
     #[derive(Module, Debug)]
     struct Probe {
         linear: Linear,

@@ -17,7 +17,9 @@ use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_stream;
 use crate::eval::{EvalReport, Summary, evaluate};
-use crate::joint::{JOINT_STAGE, calibration_clips, recalibrate_joint, train_joint};
+use crate::joint::{
+    JOINT_STAGE, NON_TEMPORAL_STAGE, calibration_clips, recalibrate_joint, train_joint_into,
+};
 use crate::norms::{recalibrate_norms, recalibrate_supernet};
 use crate::trainer::{
     ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
@@ -235,54 +237,66 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         let init = previous.ok_or_else(|| TrainError::InvalidConfig {
             reason: "the joint stage starts from stage 1: enable supernet (or standalone)".into(),
         })?;
-        let started = std::time::Instant::now();
-        let joint = &config.joint;
         let clips = training_clips(config, &train_sequences)?;
-        let outcome = train_joint(config, &init, &clips, &data.batcher, options)?;
-        seconds.push((JOINT_STAGE.into(), started.elapsed().as_secs_f64()));
-        let started = std::time::Instant::now();
-        let calibration_pairs = calibration_clips(
-            &clips,
-            &data.batcher,
-            config.eval.recalibration_batches,
-            joint.stage.batch_size.max(2),
-            config.seed,
-            &options.device,
-        )?;
-        let model = if config.eval.recalibration_batches > 0 {
-            recalibrate_joint(&outcome.model, &calibration_pairs, joint.non_temporal)?
-        } else {
-            outcome.model
-        };
-        let (name, mode) = if joint.non_temporal {
-            ("dynamic-non-temporal".to_string(), Mode::non_temporal())
-        } else {
-            (
-                format!("ant-fixed{}", joint.clip_len),
-                Mode::fixed_interval(joint.clip_len),
-            )
-        };
-        let (report, key_rate) = evaluate_stream(
-            &model.detector,
-            Some(&model.temporal),
-            mode,
-            &test_sequences,
-            &config.data.root,
-            config.data.test_frame_step,
-            &options.device,
-        )?;
-        tracing::info!(
-            name,
-            ap = report.ap,
-            ap50 = report.ap50,
-            gmac = report.gmac,
-            key_rate,
-            "evaluated"
-        );
-        let mut method = report.method(name);
-        method.key_rate = key_rate;
-        summary.methods.push(method);
-        seconds.push(("eval-joint".into(), started.elapsed().as_secs_f64()));
+        let mut variants = vec![(JOINT_STAGE, config.clone())];
+        if config.joint.non_temporal_baseline && !config.joint.non_temporal {
+            let mut baseline = config.clone();
+            baseline.joint.non_temporal = true;
+            variants.push((NON_TEMPORAL_STAGE, baseline));
+        }
+        for (stage_name, variant) in variants {
+            let started = std::time::Instant::now();
+            let joint = &variant.joint;
+            let outcome =
+                train_joint_into(stage_name, &variant, &init, &clips, &data.batcher, options)?;
+            seconds.push((stage_name.into(), started.elapsed().as_secs_f64()));
+            let started = std::time::Instant::now();
+            let calibration_pairs = calibration_clips(
+                &clips,
+                &data.batcher,
+                config.eval.recalibration_batches,
+                joint.stage.batch_size.max(2),
+                config.seed,
+                &options.device,
+            )?;
+            let model = if config.eval.recalibration_batches > 0 {
+                recalibrate_joint(&outcome.model, &calibration_pairs, joint.non_temporal)?
+            } else {
+                outcome.model
+            };
+            let (name, mode) = if joint.non_temporal {
+                ("dynamic-non-temporal".to_string(), Mode::non_temporal())
+            } else {
+                (
+                    format!("ant-fixed{}", joint.clip_len),
+                    Mode::fixed_interval(joint.clip_len),
+                )
+            };
+            let (report, key_rate) = evaluate_stream(
+                &model.detector,
+                Some(&model.temporal),
+                mode,
+                &test_sequences,
+                &config.data.root,
+                config.data.test_frame_step,
+                &options.device,
+            )?;
+            tracing::info!(
+                name,
+                ap = report.ap,
+                ap50 = report.ap50,
+                gmac = report.gmac,
+                key_rate,
+                "evaluated"
+            );
+            let mut method = report.method(name);
+            method.key_rate = key_rate;
+            summary.methods.push(method);
+            seconds.push((
+                format!("eval-{stage_name}"),
+                started.elapsed().as_secs_f64(),
+            ));
+        }
     }
     let text = serde_json::to_string_pretty(&summary).expect("a summary always serialises");
     write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
