@@ -80,31 +80,31 @@ fn run() {
             }
         };
         let t = Instant::now();
-        let mut stem = prepared.stem(&image);
+        let stem = prepared.stem(&image);
         record("stem".into(), t);
         let t = Instant::now();
-        let first = prepared.first_stage(&mut stem);
+        let first = prepared.first_stage(&stem);
         record("mbconv1".into(), t);
         for (label, ratios) in [("r6", SubnetArch::LARGEST), ("arch", arch)] {
             let mut stages = vec![first.clone()];
             for stage in 0..6 {
                 let ratio = ratios.ratio(stage);
                 let t = Instant::now();
-                let input = stages.last_mut().expect("first stage");
+                let input = stages.last().expect("first stage");
                 let y = prepared.stage(stage, input, ratio).expect("ratio held");
                 record(format!("stage{} {label} (r={ratio})", stage + 1), t);
                 stages.push(y);
             }
             if label == "r6" {
                 for (stage, feature) in stages.iter().enumerate() {
-                    let fusion = &prepared_temporal.fusions[stage];
-                    let mut key = feature.clone();
+                    let Some(fusion) = &prepared_temporal.fusions[stage] else {
+                        continue;
+                    };
                     let t = Instant::now();
-                    let term = fusion.key_term(&mut key);
+                    let term = fusion.key_term(feature);
                     record(format!("fusion{stage} key term"), t);
-                    let mut current = feature.clone();
                     let t = Instant::now();
-                    let _ = fusion.run(&mut current, &key, &term);
+                    let _ = fusion.run(feature, feature, &term);
                     record(format!("fusion{stage}"), t);
                 }
                 let t = Instant::now();

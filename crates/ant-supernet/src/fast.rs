@@ -82,6 +82,7 @@ impl pulp::WithSimd for AffineAct<'_> {
 /// [`depthwise_plane`] as a [`pulp::WithSimd`] operation.
 struct DepthwisePlane<'a> {
     geometry: &'a PlaneGeometry,
+    scratch: &'a mut Scratch,
     input_plane: &'a [f32],
     filter: &'a [f32],
     scale: f32,
@@ -97,6 +98,7 @@ impl pulp::WithSimd for DepthwisePlane<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         depthwise_plane(
             self.geometry,
+            self.scratch,
             self.input_plane,
             self.filter,
             self.scale,
@@ -265,6 +267,7 @@ enum Epilogue {
 #[inline(always)]
 fn depthwise_plane(
     g: &PlaneGeometry,
+    scratch: &mut Scratch,
     input_plane: &[f32],
     filter: &[f32],
     s: f32,
@@ -272,7 +275,7 @@ fn depthwise_plane(
     epilogue: Epilogue,
     out_plane: &mut [f32],
 ) {
-    let mut padded = vec![0f32; g.padded_h * g.padded_w];
+    let Scratch { padded, flat } = scratch;
     for (row, source) in input_plane.chunks_exact(g.width).enumerate() {
         let base = (row + g.pad_top) * g.padded_w;
         if g.stride == 1 {
@@ -290,11 +293,29 @@ fn depthwise_plane(
         }
     }
     match (g.kernel, g.stride) {
-        (3, 1) => depthwise_flat::<3, 9>(g, &padded, filter, s, b, epilogue, out_plane),
-        (5, 1) => depthwise_flat::<5, 25>(g, &padded, filter, s, b, epilogue, out_plane),
-        (3, _) => depthwise_rows::<3, 9>(g, &padded, filter, s, b, epilogue, out_plane),
-        (5, _) => depthwise_rows::<5, 25>(g, &padded, filter, s, b, epilogue, out_plane),
-        _ => depthwise_rows_any(g, &padded, filter, s, b, epilogue, out_plane),
+        (3, 1) => depthwise_flat::<3, 9>(g, padded, flat, filter, s, b, epilogue, out_plane),
+        (5, 1) => depthwise_flat::<5, 25>(g, padded, flat, filter, s, b, epilogue, out_plane),
+        (3, _) => depthwise_rows::<3, 9>(g, padded, filter, s, b, epilogue, out_plane),
+        (5, _) => depthwise_rows::<5, 25>(g, padded, filter, s, b, epilogue, out_plane),
+        _ => depthwise_rows_any(g, padded, filter, s, b, epilogue, out_plane),
+    }
+}
+
+/// Buffers one depthwise call reuses for each of its planes: the zero-padded input plane
+/// (its padding stays zero: every plane writes the same interior positions) and the flat
+/// stride-1 output run.
+struct Scratch {
+    padded: Vec<f32>,
+    flat: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: &PlaneGeometry, out_plane: usize) -> Self {
+        let out_h = out_plane / g.out_w;
+        Self {
+            padded: vec![0f32; g.padded_h * g.padded_w],
+            flat: vec![0f32; (out_h - 1) * g.padded_w + g.out_w],
+        }
     }
 }
 
@@ -307,6 +328,7 @@ fn depthwise_plane(
 fn depthwise_flat<const K: usize, const TAPS: usize>(
     g: &PlaneGeometry,
     padded: &[f32],
+    flat: &mut [f32],
     filter: &[f32],
     s: f32,
     b: f32,
@@ -318,7 +340,7 @@ fn depthwise_flat<const K: usize, const TAPS: usize>(
     let span = (out_h - 1) * pw + out_w;
     let weights: [f32; TAPS] = std::array::from_fn(|tap| filter[tap]);
     let offsets: [usize; TAPS] = std::array::from_fn(|tap| (tap / K) * pw + tap % K);
-    let mut flat = vec![0f32; span];
+    let flat = &mut flat[..span];
     let full = span - span % LANES;
     for i0 in (0..full).step_by(LANES) {
         let mut acc = [0f32; LANES];
@@ -417,6 +439,157 @@ fn depthwise_rows<const K: usize, const TAPS: usize>(
                 acc += weights[tap] * sources[tap][x];
             }
             out_row[x] = finish(acc, s, b, epilogue);
+        }
+    }
+}
+
+/// A dense 3x3 stride-2 convolution of a 3-channel image with TF "same" padding, then `+
+/// bias[o]` and (when `activate`) swish: the stem, computed like the depthwise kernel (each
+/// input channel's zero-padded plane split into even and odd columns once, then for every
+/// output channel `LANES` outputs accumulate all 27 taps in registers) instead of as im2col
+/// and a matrix product, whose 27-row column matrix is larger than the image.
+///
+/// # Shapes
+/// `input` `[3, height, width]`, `weights` `[out, 3, 3, 3]` (row-major) ->
+/// `[out, ceil(height / 2), ceil(width / 2)]`.
+pub fn stem_conv3x3_s2(
+    input: &[f32],
+    [height, width]: [usize; 2],
+    weights: &[f32],
+    bias: &[f32],
+    activate: bool,
+) -> Vec<f32> {
+    const IN: usize = 3;
+    const TAPS: usize = IN * 9;
+    let out_channels = bias.len();
+    assert_eq!(input.len(), IN * height * width, "a 3-channel image");
+    assert_eq!(
+        weights.len(),
+        out_channels * TAPS,
+        "3x3 weights over 3 channels"
+    );
+    let (kernel, stride) = (3, 2);
+    let (pad_top, pad_bottom) = crate::nn::same_padding(height, kernel, stride);
+    let (pad_left, pad_right) = crate::nn::same_padding(width, kernel, stride);
+    let padded_w = width + pad_left + pad_right;
+    let g = PlaneGeometry {
+        width,
+        kernel,
+        stride,
+        pad_top,
+        pad_left,
+        padded_h: height + pad_top + pad_bottom,
+        padded_w,
+        even_w: padded_w.div_ceil(2),
+        out_w: width.div_ceil(stride),
+    };
+    let out_h = height.div_ceil(stride);
+    let plane_out = out_h * g.out_w;
+    // The three split planes, side by side.
+    let padded_plane = g.padded_h * g.padded_w;
+    let mut padded = vec![0f32; IN * padded_plane];
+    for (channel, plane) in input.chunks_exact(height * width).enumerate() {
+        let target = &mut padded[channel * padded_plane..(channel + 1) * padded_plane];
+        for (row, source) in plane.chunks_exact(width).enumerate() {
+            let base = (row + pad_top) * padded_w;
+            let (even, odd) = target[base..base + padded_w].split_at_mut(g.even_w);
+            for (i, value) in source.iter().enumerate() {
+                let column = i + pad_left;
+                if column % 2 == 0 {
+                    even[column / 2] = *value;
+                } else {
+                    odd[column / 2] = *value;
+                }
+            }
+        }
+    }
+    let mut output = vec![0f32; out_channels * plane_out];
+    let compute = |(channel, out_plane): (usize, &mut [f32])| {
+        pulp::Arch::new().dispatch(StemPlane {
+            g: &g,
+            padded: &padded,
+            padded_plane,
+            filter: &weights[channel * TAPS..(channel + 1) * TAPS],
+            bias: bias[channel],
+            activate,
+            out_plane,
+        });
+    };
+    if output.len() < PARALLEL_MIN_OUTPUTS {
+        output
+            .chunks_exact_mut(plane_out)
+            .enumerate()
+            .for_each(compute);
+    } else {
+        use rayon::prelude::*;
+        output
+            .par_chunks_exact_mut(plane_out)
+            .enumerate()
+            .for_each(compute);
+    }
+    output
+}
+
+/// One output channel of [`stem_conv3x3_s2`], inlined into every instruction-set variant.
+struct StemPlane<'a> {
+    g: &'a PlaneGeometry,
+    padded: &'a [f32],
+    padded_plane: usize,
+    filter: &'a [f32],
+    bias: f32,
+    activate: bool,
+    out_plane: &'a mut [f32],
+}
+
+impl pulp::WithSimd for StemPlane<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        const TAPS: usize = 27;
+        let g = self.g;
+        let out_w = g.out_w;
+        let epilogue = if self.activate {
+            Epilogue::AffineSwish
+        } else {
+            Epilogue::Affine
+        };
+        let weights: [f32; TAPS] = std::array::from_fn(|tap| self.filter[tap]);
+        let columns: [usize; 3] = std::array::from_fn(|kx| tap_column(g, kx));
+        for (oy, out_row) in self.out_plane.chunks_exact_mut(out_w).enumerate() {
+            // Tap t: input channel t / 9, row (t / 3) % 3, column t % 3 (the weights' order).
+            let sources: [&[f32]; TAPS] = std::array::from_fn(|tap| {
+                let start = (tap / 9) * self.padded_plane
+                    + (oy * 2 + (tap / 3) % 3) * g.padded_w
+                    + columns[tap % 3];
+                &self.padded[start..start + out_w]
+            });
+            let full = out_w - out_w % LANES;
+            for x0 in (0..full).step_by(LANES) {
+                let mut acc = [0f32; LANES];
+                for tap in 0..TAPS {
+                    let w = weights[tap];
+                    let source: &[f32; LANES] = sources[tap][x0..x0 + LANES]
+                        .try_into()
+                        .expect("a full block of lanes");
+                    for lane in 0..LANES {
+                        acc[lane] += w * source[lane];
+                    }
+                }
+                let out: &mut [f32; LANES] = (&mut out_row[x0..x0 + LANES])
+                    .try_into()
+                    .expect("a full block of lanes");
+                for lane in 0..LANES {
+                    out[lane] = finish(acc[lane], 1.0, self.bias, epilogue);
+                }
+            }
+            for x in full..out_w {
+                let mut acc = 0f32;
+                for tap in 0..TAPS {
+                    acc += weights[tap] * sources[tap][x];
+                }
+                out_row[x] = finish(acc, 1.0, self.bias, epilogue);
+            }
         }
     }
 }
@@ -528,13 +701,14 @@ pub fn depthwise_planes(
         (false, false) => Epilogue::None,
     };
     let mut output = vec![0f32; planes * plane_out];
-    let compute = |(index, out_plane): (usize, &mut [f32])| {
+    let compute = |scratch: &mut Scratch, (index, out_plane): (usize, &mut [f32])| {
         let channel = index % channels;
         let (s, b) = affine.map_or((1.0, 0.0), |(scale, shift)| {
             (scale[channel], shift[channel])
         });
         pulp::Arch::new().dispatch(DepthwisePlane {
             geometry: &geometry,
+            scratch,
             input_plane: &input[index * plane_in..(index + 1) * plane_in],
             filter: &weights[channel * taps..(channel + 1) * taps],
             scale: s,
@@ -544,16 +718,16 @@ pub fn depthwise_planes(
         });
     };
     if output.len() < PARALLEL_MIN_OUTPUTS {
-        output
-            .chunks_exact_mut(plane_out)
-            .enumerate()
-            .for_each(compute);
+        let mut scratch = Scratch::new(&geometry, plane_out);
+        for plane in output.chunks_exact_mut(plane_out).enumerate() {
+            compute(&mut scratch, plane);
+        }
     } else {
         use rayon::prelude::*;
         output
             .par_chunks_exact_mut(plane_out)
             .enumerate()
-            .for_each(compute);
+            .for_each_init(|| Scratch::new(&geometry, plane_out), compute);
     }
     output
 }
@@ -761,6 +935,38 @@ mod tests {
                 error < 1e-4,
                 "size {size} kernel {kernel} stride {stride}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn should_compute_the_stem_like_burn() {
+        let device = burn::tensor::Device::flex();
+        for (height, width) in [(16, 16), (15, 33), (40, 9)] {
+            let x = Tensor::<4>::random(
+                [1, 3, height, width],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let weight = Tensor::<4>::random(
+                [5, 3, 3, 3],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let bias = vec![0.1, -0.2, 0.3, 0.0, 0.5];
+            let expected = burn::tensor::activation::silu(
+                crate::nn::conv2d_same(x.clone(), weight.clone(), None, 2, 1)
+                    + Tensor::<1>::from_floats(bias.as_slice(), &device).reshape([1, 5, 1, 1]),
+            );
+            let input: Vec<f32> = x.into_data().iter::<f32>().collect();
+            let weights: Vec<f32> = weight.into_data().iter::<f32>().collect();
+            let ours = stem_conv3x3_s2(&input, [height, width], &weights, &bias, true);
+            let expected: Vec<f32> = expected.into_data().iter::<f32>().collect();
+            assert_eq!(ours.len(), expected.len());
+            let error = ours
+                .iter()
+                .zip(&expected)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(error < 1e-4, "{height}x{width}: {error}");
         }
     }
 

@@ -31,6 +31,7 @@ pub mod error;
 pub mod fast;
 pub mod head;
 pub mod loss;
+pub mod matmul;
 pub mod nn;
 pub mod parity;
 pub mod postprocess;

@@ -85,18 +85,20 @@ pub(crate) fn detect_image(
     num_classes: usize,
     config: &EfficientDetConfig,
 ) -> Detections {
-    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // (logit, index) pairs: the selection compares values in place instead of looking
+    // every comparison up in `logits`. Order: logit descending, index ascending on ties.
+    let mut order: Vec<(f32, usize)> = logits.iter().copied().zip(0..).collect();
     let keep = config.max_detection_points.min(order.len());
-    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    let by_logit = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if keep < order.len() {
         order.select_nth_unstable_by(keep, by_logit);
         order.truncate(keep);
     }
-    order.sort_by(by_logit);
+    order.sort_unstable_by(by_logit);
     let mut boxes = Vec::with_capacity(keep);
     let mut scores = Vec::with_capacity(keep);
     let mut classes = Vec::with_capacity(keep);
-    for &flat in &order {
+    for &(_, flat) in &order {
         let anchor = flat / num_classes;
         let code = [
             codes[anchor * 4],

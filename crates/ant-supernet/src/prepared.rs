@@ -100,6 +100,25 @@ impl Map {
         weighted_add(&mut self.data, &other.data, None);
     }
 
+    /// Turns `self` (mask logits) into `key + sigmoid(self) * (current - key)`.
+    ///
+    /// # Panics
+    /// When the shapes differ.
+    pub fn blend_mask(&mut self, current: &Map, key: &Map) {
+        for other in [current, key] {
+            assert_eq!(
+                (self.channels, self.height, self.width),
+                (other.channels, other.height, other.width),
+                "blending maps of different shapes"
+            );
+        }
+        pulp::Arch::new().dispatch(Blend {
+            logits: &mut self.data,
+            current: &current.data,
+            key: &key.data,
+        });
+    }
+
     /// Values per plane.
     pub fn plane(&self) -> usize {
         self.height * self.width
@@ -113,6 +132,24 @@ impl Map {
             .chunks_exact(plane)
             .map(|values| lane_sum(values) / plane as f32)
             .collect()
+    }
+}
+
+struct Blend<'a> {
+    logits: &'a mut [f32],
+    current: &'a [f32],
+    key: &'a [f32],
+}
+
+impl pulp::WithSimd for Blend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for ((v, c), k) in self.logits.iter_mut().zip(self.current).zip(self.key) {
+            let mask = 1.0 / (1.0 + fast_exp(-*v));
+            *v = k + mask * (c - k);
+        }
     }
 }
 
@@ -150,48 +187,6 @@ fn swish(x: f32) -> f32 {
     x / (1.0 + fast_exp(-x))
 }
 
-/// `plane`-sized rows of `values` (row `c` = channel `c`): `v + bias[c]`, then the
-/// activation, then `+ residual` when given.
-fn epilogue(
-    values: &mut [f32],
-    plane: usize,
-    bias: &[f32],
-    activation: Activation,
-    residual: Option<&[f32]>,
-) {
-    pulp::Arch::new().dispatch(Epilogue {
-        values,
-        plane,
-        bias,
-        activation,
-        residual,
-    });
-}
-
-/// [`epilogue_rows`] as a [`pulp::WithSimd`] operation (inlined into every variant).
-struct Epilogue<'a> {
-    values: &'a mut [f32],
-    plane: usize,
-    bias: &'a [f32],
-    activation: Activation,
-    residual: Option<&'a [f32]>,
-}
-
-impl pulp::WithSimd for Epilogue<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        epilogue_rows(
-            self.values,
-            self.plane,
-            self.bias,
-            self.activation,
-            self.residual,
-        );
-    }
-}
-
 /// `sum += x * weight` (`weight` 1: `sum += x`) over the whole slice, vectorised.
 fn weighted_add(sum: &mut [f32], x: &[f32], weight: Option<f32>) {
     pulp::Arch::new().dispatch(WeightedAdd { sum, x, weight });
@@ -223,35 +218,6 @@ impl pulp::WithSimd for WeightedAdd<'_> {
     }
 }
 
-#[inline(always)]
-fn epilogue_rows(
-    values: &mut [f32],
-    plane: usize,
-    bias: &[f32],
-    activation: Activation,
-    residual: Option<&[f32]>,
-) {
-    for (channel, row) in values.chunks_exact_mut(plane).enumerate() {
-        let b = bias[channel];
-        match (activation, residual) {
-            (Activation::Identity, None) => row.iter_mut().for_each(|v| *v += b),
-            (Activation::Swish, None) => row.iter_mut().for_each(|v| *v = swish(*v + b)),
-            (Activation::Identity, Some(residual)) => {
-                let residual = &residual[channel * plane..(channel + 1) * plane];
-                for (v, r) in row.iter_mut().zip(residual) {
-                    *v = (*v + b) + r;
-                }
-            }
-            (Activation::Swish, Some(residual)) => {
-                let residual = &residual[channel * plane..(channel + 1) * plane];
-                for (v, r) in row.iter_mut().zip(residual) {
-                    *v = swish(*v + b) + r;
-                }
-            }
-        }
-    }
-}
-
 /// Host values of a tensor.
 fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     x.into_data()
@@ -259,13 +225,12 @@ fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
         .expect("float tensors hold f32")
 }
 
-/// A 1x1 convolution with its batch norm (and bias) folded in: `y = W x + b`.
+/// A 1x1 convolution with its batch norm (and bias) folded in: `y = W x + b`, computed by
+/// [`crate::matmul::pointwise`] with the activation and residual in its epilogue.
 #[derive(Clone, Debug)]
 pub struct Pointwise {
-    /// `[out, in]` on the flex device (the left operand of the matrix product).
-    weight: Tensor<2>,
-    /// The same values on the host, for weights rescaled per frame (squeeze-excite).
-    host_weight: Vec<f32>,
+    /// `[out, in]`, row-major.
+    weight: Vec<f32>,
     bias: Vec<f32>,
     out_channels: usize,
     in_channels: usize,
@@ -277,31 +242,22 @@ impl Pointwise {
     pub fn fold(weight: Tensor<4>, conv_bias: Option<Tensor<1>>, bn: Option<&BatchNorm>) -> Self {
         let [out_channels, in_channels, kh, kw] = weight.dims();
         assert_eq!((kh, kw), (1, 1), "a pointwise convolution is 1x1");
-        let mut host_weight = values(weight);
+        let mut weight = values(weight);
         let mut bias = conv_bias.map_or_else(|| vec![0.0; out_channels], values);
         if let Some(bn) = bn {
             let (scale, shift) = batch_norm_affine(bn);
-            for (row, s) in host_weight.chunks_exact_mut(in_channels).zip(&scale) {
+            for (row, s) in weight.chunks_exact_mut(in_channels).zip(&scale) {
                 row.iter_mut().for_each(|w| *w *= s);
             }
             for ((b, s), t) in bias.iter_mut().zip(&scale).zip(&shift) {
                 *b = *b * s + t;
             }
         }
-        Self::from_host(host_weight, bias, out_channels, in_channels)
-    }
-
-    fn from_host(host_weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> Self {
-        let weight = Tensor::from_data(
-            TensorData::new(host_weight.clone(), [out, inp]),
-            &Device::flex(),
-        );
         Self {
             weight,
-            host_weight,
             bias,
-            out_channels: out,
-            in_channels: inp,
+            out_channels,
+            in_channels,
         }
     }
 
@@ -310,75 +266,67 @@ impl Pointwise {
         self.out_channels
     }
 
-    /// `W x + b`, the activation, `+ residual`. (`x` is borrowed mutably only to hand its
-    /// values to the matrix product without a copy; it is unchanged afterwards.)
-    pub fn run(&self, x: &mut Map, activation: Activation, residual: Option<&Map>) -> Map {
-        self.run_with(&self.weight, x, activation, residual)
+    /// `W x + b`, the activation, `+ residual`.
+    pub fn run(&self, x: &Map, activation: Activation, residual: Option<&Map>) -> Map {
+        self.run_with(&self.weight, x, None, activation, residual)
     }
 
     /// [`Self::run`] with `W`'s input columns scaled by `gate` (a squeeze-excite gate folded
     /// into the weights: `W (x * g) = (W * g) x`).
     pub fn run_gated(
         &self,
-        x: &mut Map,
+        x: &Map,
         gate: &[f32],
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
-        let mut scaled = self.host_weight.clone();
+        let mut scaled = self.weight.clone();
         for row in scaled.chunks_exact_mut(self.in_channels) {
             for (w, g) in row.iter_mut().zip(gate) {
                 *w *= g;
             }
         }
-        let weight = Tensor::from_data(
-            TensorData::new(scaled, [self.out_channels, self.in_channels]),
-            &Device::flex(),
-        );
-        self.run_with(&weight, x, activation, residual)
+        self.run_with(&scaled, x, None, activation, residual)
     }
 
-    /// `W x` without bias or activation (a partial sum other terms are added to).
-    pub fn product(&self, x: &mut Map) -> Vec<f32> {
-        matmul(&self.weight, x)
+    /// `W x + b` without activation: a partial sum other terms are added to (the key frame's
+    /// half of a fusion module, whose bias is zero).
+    pub fn product(&self, x: &Map) -> Vec<f32> {
+        self.run_with(&self.weight, x, None, Activation::Identity, None)
+            .data
     }
 
-    /// `partial + W x + b`, the activation, `+ residual`: a convolution over the channels of
+    /// `W x + b + partial`, the activation, `+ residual`: a convolution over the channels of
     /// two maps when `partial` holds the other map's product.
     pub fn run_plus(
         &self,
-        x: &mut Map,
+        x: &Map,
         partial: &[f32],
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
-        let mut data = matmul(&self.weight, x);
-        weighted_add(&mut data, partial, None);
-        epilogue(
-            &mut data,
-            x.plane(),
-            &self.bias,
-            activation,
-            residual.map(|r| r.data.as_slice()),
-        );
-        Map::new(self.out_channels, x.height, x.width, data)
+        self.run_with(&self.weight, x, Some(partial), activation, residual)
     }
 
     fn run_with(
         &self,
-        weight: &Tensor<2>,
-        x: &mut Map,
+        weight: &[f32],
+        x: &Map,
+        addend: Option<&[f32]>,
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
         assert_eq!(x.channels, self.in_channels, "pointwise input channels");
-        let mut data = matmul(weight, x);
-        epilogue(
-            &mut data,
-            x.plane(),
-            &self.bias,
-            activation,
-            residual.map(|r| r.data.as_slice()),
+        let data = crate::matmul::pointwise(
+            weight,
+            [self.out_channels, self.in_channels, x.plane()],
+            &x.data,
+            crate::matmul::PointwiseEpilogue {
+                bias: &self.bias,
+                addend,
+                swish: activation == Activation::Swish,
+                residual: residual.map(|r| r.data.as_slice()),
+            },
         );
         Map::new(self.out_channels, x.height, x.width, data)
     }
@@ -389,28 +337,25 @@ impl Pointwise {
         let (out, inp) = (self.out_channels, self.in_channels);
         let mut left = Vec::with_capacity(out * split);
         let mut right = Vec::with_capacity(out * (inp - split));
-        for row in self.host_weight.chunks_exact(inp) {
+        for row in self.weight.chunks_exact(inp) {
             left.extend_from_slice(&row[..split]);
             right.extend_from_slice(&row[split..]);
         }
         (
-            Self::from_host(left, self.bias.clone(), out, split),
-            Self::from_host(right, vec![0.0; out], out, inp - split),
+            Self {
+                weight: left,
+                bias: self.bias.clone(),
+                out_channels: out,
+                in_channels: split,
+            },
+            Self {
+                weight: right,
+                bias: vec![0.0; out],
+                out_channels: out,
+                in_channels: inp - split,
+            },
         )
     }
-}
-
-/// `W [out, in] x X [in, plane]` through Burn's matmul. `x`'s values move into the operand
-/// tensor and back (no copy): `x` is unchanged afterwards.
-fn matmul(weight: &Tensor<2>, x: &mut Map) -> Vec<f32> {
-    let shape = [x.channels, x.plane()];
-    let input: Tensor<2> = Tensor::from_data(
-        TensorData::new(std::mem::take(&mut x.data), shape),
-        &Device::flex(),
-    );
-    let product = values(weight.clone().matmul(input.clone()));
-    x.data = values(input);
-    product
 }
 
 /// A depthwise convolution (TF "same" padding) with its batch norm folded into a per-channel
@@ -594,9 +539,9 @@ impl PreparedBlock {
         }
     }
 
-    /// Runs the block on `x` (borrowed mutably for copy-free matrix products, unchanged).
-    pub fn run(&self, x: &mut Map) -> Map {
-        let mut y = match &self.expand {
+    /// Runs the block.
+    pub fn run(&self, x: &Map) -> Map {
+        let y = match &self.expand {
             Some(expand) => {
                 let expanded = expand.run(x, Activation::Swish, None);
                 self.depthwise.run(&expanded)
@@ -604,9 +549,9 @@ impl PreparedBlock {
             None => self.depthwise.run(x),
         };
         let gate = self.se.gate(&y);
-        let shortcut = self.residual.then_some(&*x);
+        let shortcut = self.residual.then_some(x);
         self.project
-            .run_gated(&mut y, &gate, Activation::Identity, shortcut)
+            .run_gated(&y, &gate, Activation::Identity, shortcut)
     }
 }
 
@@ -634,8 +579,8 @@ impl PreparedSeparable {
     }
 
     fn run(&self, x: &Map) -> Map {
-        let mut y = self.depthwise.run(x);
-        self.pointwise.run(&mut y, self.activation, None)
+        let y = self.depthwise.run(x);
+        self.pointwise.run(&y, self.activation, None)
     }
 }
 
@@ -736,13 +681,13 @@ impl PreparedNode {
         }
     }
 
-    fn run(&self, features: &mut [Map], levels: &[usize], size: (usize, usize)) -> Map {
+    fn run(&self, features: &[Map], levels: &[usize], size: (usize, usize)) -> Map {
         let mut fused: Option<Vec<f32>> = None;
         for (index, &offset) in self.inputs.iter().enumerate() {
             let resampled;
             let mut x = match &self.resample[index] {
                 Some(resample) => {
-                    resampled = resample.run(&mut features[offset], Activation::Identity, None);
+                    resampled = resample.run(&features[offset], Activation::Identity, None);
                     &resampled
                 }
                 None => &features[offset],
@@ -803,7 +748,7 @@ impl PreparedFpn {
     fn run(&self, pyramid: [&Map; 3]) -> Vec<Map> {
         let mut features: Vec<Map> = pyramid.iter().map(|m| (*m).clone()).collect();
         for extra in &self.extra_levels {
-            let last = features.last_mut().expect("three backbone maps");
+            let last = features.last().expect("three backbone maps");
             let pooled = match extra {
                 Some(conv) => max_pool(&conv.run(last, Activation::Identity, None)),
                 None => max_pool(last),
@@ -816,7 +761,7 @@ impl PreparedFpn {
             let mut levels: Vec<usize> = (0..num_levels).map(|i| self.min_level + i).collect();
             let mut all = features;
             for node in cell {
-                let output = node.run(&mut all, &levels, sizes[node.level - self.min_level]);
+                let output = node.run(&all, &levels, sizes[node.level - self.min_level]);
                 all.push(output);
                 levels.push(node.level);
             }
@@ -903,11 +848,11 @@ fn flatten(maps: &[Map], width: usize) -> Vec<f32> {
 }
 
 /// Runs `blocks` in turn from `x`.
-fn run_blocks(blocks: &[PreparedBlock], x: &mut Map) -> Map {
+fn run_blocks(blocks: &[PreparedBlock], x: &Map) -> Map {
     let (first, rest) = blocks.split_first().expect("a stage has blocks");
     let mut y = first.run(x);
     for block in rest {
-        y = block.run(&mut y);
+        y = block.run(&y);
     }
     y
 }
@@ -998,12 +943,29 @@ impl PreparedDetector {
         Ok(())
     }
 
-    /// The stem (3x3 stride 2, norm, swish) as im2col and one matrix product.
+    /// The stem (3x3 stride 2, norm, swish): the direct kernel of
+    /// [`crate::fast::stem_conv3x3_s2`] for a 3x3 stem on RGB, else im2col and one matrix
+    /// product.
     ///
     /// # Panics
     /// When `image` does not have the stem's input channels.
     pub fn stem(&self, image: &Map) -> Map {
         let kernel = self.stem_kernel;
+        if kernel == 3 && image.channels == 3 {
+            let data = crate::fast::stem_conv3x3_s2(
+                &image.data,
+                [image.height, image.width],
+                &self.stem.weight,
+                &self.stem.bias,
+                true,
+            );
+            return Map::new(
+                self.stem.out_channels,
+                image.height.div_ceil(2),
+                image.width.div_ceil(2),
+                data,
+            );
+        }
         let stride = 2;
         let (pad_top, _) = crate::nn::same_padding(image.height, kernel, stride);
         let (pad_left, _) = crate::nn::same_padding(image.width, kernel, stride);
@@ -1033,13 +995,12 @@ impl PreparedDetector {
                 }
             }
         }
-        let mut columns = Map::new(rows, out_h, out_w, columns);
-        self.stem.run(&mut columns, Activation::Swish, None)
+        let columns = Map::new(rows, out_h, out_w, columns);
+        self.stem.run(&columns, Activation::Swish, None)
     }
 
-    /// The MBConv1 stage (stage-level feature 0) on `x` (borrowed mutably for copy-free
-    /// matrix products, unchanged).
-    pub fn first_stage(&self, x: &mut Map) -> Map {
+    /// The MBConv1 stage (stage-level feature 0).
+    pub fn first_stage(&self, x: &Map) -> Map {
         run_blocks(&self.first_stage, x)
     }
 
@@ -1047,7 +1008,7 @@ impl PreparedDetector {
     ///
     /// # Errors
     /// [`SupernetError::UnavailableRatio`] when the model does not hold it.
-    pub fn stage(&self, stage: usize, x: &mut Map, ratio: usize) -> Result<Map> {
+    pub fn stage(&self, stage: usize, x: &Map, ratio: usize) -> Result<Map> {
         let blocks = self.stages[stage]
             .get(ratio.wrapping_sub(1))
             .and_then(Option::as_ref)
@@ -1065,11 +1026,11 @@ impl PreparedDetector {
     /// [`SupernetError::UnavailableRatio`].
     pub fn backbone(&self, image: &Map, arch: &SubnetArch) -> Result<(Map, Vec<Map>)> {
         self.validate(arch)?;
-        let mut stem = self.stem(image);
+        let stem = self.stem(image);
         let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
-        stages.push(self.first_stage(&mut stem));
+        stages.push(self.first_stage(&stem));
         for stage in 0..NUM_ELASTIC_STAGES {
-            let input = stages.last_mut().expect("the first stage is in");
+            let input = stages.last().expect("the first stage is in");
             let output = self.stage(stage, input, arch.ratio(stage))?;
             stages.push(output);
         }

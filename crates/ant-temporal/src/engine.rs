@@ -516,13 +516,12 @@ impl AntDetector {
             }
             None => (false, None),
         };
-        let mut stem = stem;
-        let first = cpu.detector.first_stage(&mut stem);
+        let first = cpu.detector.first_stage(&stem);
         if key {
             let mut stages = Vec::with_capacity(NUM_ELASTIC_STAGES + 1);
             stages.push(first);
             for stage in 0..NUM_ELASTIC_STAGES {
-                let input = stages.last_mut().expect("the first stage is in");
+                let input = stages.last().expect("the first stage is in");
                 let output = cpu.detector.stage(stage, input, MAX_RATIO)?;
                 stages.push(output);
             }
@@ -545,14 +544,14 @@ impl AntDetector {
         if fusing && cpu.key_terms.is_none() {
             let started = Instant::now();
             let (stored, temporal) = (
-                cpu.key_stages.as_mut().expect("a key frame came first"),
+                cpu.key_stages.as_ref().expect("a key frame came first"),
                 temporal.expect("checked in AntDetector::new"),
             );
             cpu.key_terms = Some(
                 temporal
                     .fusions
                     .iter()
-                    .zip(stored.iter_mut())
+                    .zip(stored.iter())
                     .map(|(fusion, key)| {
                         fusion
                             .as_ref()
@@ -562,12 +561,12 @@ impl AntDetector {
             );
             fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
         }
-        let fuse = |stage: usize, mut x: Map, fusion_gate_ms: &mut f64| -> Map {
+        let fuse = |stage: usize, x: Map, fusion_gate_ms: &mut f64| -> Map {
             let fusion = temporal.and_then(|t| t.fusions[stage].as_ref());
             match (fusing, fusion, &cpu.key_stages, &cpu.key_terms) {
                 (true, Some(fusion), Some(stored), Some(terms)) => {
                     let started = Instant::now();
-                    let fused = fusion.run(&mut x, &stored[stage], &terms[stage]);
+                    let fused = fusion.run(&x, &stored[stage], &terms[stage]);
                     *fusion_gate_ms += started.elapsed().as_secs_f64() * 1e3;
                     fused
                 }
@@ -585,7 +584,7 @@ impl AntDetector {
         stages.push(fuse(0, first, &mut fusion_gate_ms));
         let mut ratios = [0usize; NUM_ELASTIC_STAGES];
         for (stage, slot) in ratios.iter_mut().enumerate() {
-            let fused = stages.last_mut().expect("the first stage is in");
+            let fused = stages.last().expect("the first stage is in");
             let ratio = match (self.mode.width, temporal) {
                 (WidthPolicy::Fixed(arch), _) => arch.ratio(stage),
                 (WidthPolicy::Gate, Some(temporal)) => {
@@ -601,7 +600,7 @@ impl AntDetector {
                 (WidthPolicy::Gate, None) => unreachable!("checked in AntDetector::new"),
             };
             *slot = ratio;
-            let output = match raw.as_mut() {
+            let output = match raw.as_ref() {
                 Some(own) => cpu.detector.stage(stage, own, ratio)?,
                 None => cpu.detector.stage(stage, fused, ratio)?,
             };

@@ -58,13 +58,12 @@ impl PreparedFusion {
     }
 
     /// `W_k key`, the key frame's share of the pointwise convolution.
-    pub fn key_term(&self, key: &mut Map) -> Vec<f32> {
+    pub fn key_term(&self, key: &Map) -> Vec<f32> {
         self.key.product(key)
     }
 
-    /// Fuses `current` (borrowed mutably for a copy-free matrix product, unchanged) with
-    /// `key`, whose [`Self::key_term`] is `key_term`.
-    pub fn run(&self, current: &mut Map, key: &Map, key_term: &[f32]) -> Map {
+    /// Fuses `current` with `key`, whose [`Self::key_term`] is `key_term`.
+    pub fn run(&self, current: &Map, key: &Map, key_term: &[f32]) -> Map {
         let x = self
             .current
             .run_plus(current, key_term, Activation::Swish, None);
