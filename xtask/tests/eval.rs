@@ -46,6 +46,10 @@ fn eval_should_print_the_summary_json_last_with_the_documented_names() {
             format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
             "model.image_size=128".into(),
             "eval.recalibration_batches=1".into(),
+            // 4-frame sequences: 1-in-3 clips of consecutive frames.
+            "joint.clip_len=3".into(),
+            "joint.frame_gap=1".into(),
+            "joint.clip_step=null".into(),
         ],
     )
     .unwrap();

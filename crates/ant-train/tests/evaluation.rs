@@ -32,6 +32,11 @@ fn tiny_run(root: &Path, name: &str, extra: &[&str]) -> PathBuf {
         "data.test_frame_step=1".into(),
         "model.image_size=128".into(),
         "eval.recalibration_batches=1".into(),
+        // 6-frame sequences: 1-in-3 clips of consecutive frames (the default's 4 frames 2
+        // apart need 7).
+        "joint.clip_len=3".into(),
+        "joint.frame_gap=1".into(),
+        "joint.clip_step=null".into(),
     ];
     overrides.extend(extra.iter().map(|o| o.to_string()));
     let config = TrainConfig::load(
