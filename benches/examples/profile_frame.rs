@@ -5,7 +5,11 @@
 //! iterations, batch 1.
 //!
 //! Usage: `cargo run --release -p ant-benches --example profile_frame -- [--preset tiny]
-//! [--size 256] [--width 0.5] [--depth 0.5] [--arch 1,1,1,1,1,1] [--iterations 50]`
+//! [--size 256] [--width 0.5] [--depth 0.5] [--arch 1,1,1,1,1,1] [--iterations 50] [--raw]`
+//!
+//! `--raw` prints only `raw d0` and `raw smallest`: the engine's forward to raw head outputs
+//! (no decoding, no NMS) of the full network and the smallest subnet, the number
+//! `benches/anchors.py` compares with ONNX Runtime. Threads: `RAYON_NUM_THREADS` (default 1).
 
 use std::time::Instant;
 
@@ -69,6 +73,25 @@ fn run() {
 
     // Parts, on the prepared CPU engine (what `AntDetector` runs on the CPU).
     let prepared = PreparedDetector::new(&model);
+    if args.iter().any(|a| a == "--raw") {
+        let image = Map::from_tensor(input.clone());
+        for (name, arch) in [
+            ("raw d0", SubnetArch::LARGEST),
+            ("raw smallest", SubnetArch::SMALLEST),
+        ] {
+            let mut times = Vec::new();
+            for iteration in 0..iterations + 3 {
+                let t = Instant::now();
+                let outputs = prepared.forward(&image, &arch).expect("ratio held");
+                std::hint::black_box(&outputs);
+                if iteration >= 3 {
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            println!("  {name:<28} {:7.3}", median(times));
+        }
+        return;
+    }
     let prepared_temporal = PreparedTemporal::new(&temporal);
     let image = Map::from_tensor(input.clone());
     let anchors = model.anchors();
