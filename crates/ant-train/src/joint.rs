@@ -532,20 +532,23 @@ pub fn train_joint_into(
 
 /// A copy of `model` whose fusion modules' batch-norm statistics are the average batch
 /// statistics of the streaming computation on `clips` (pairs of key and non-key plain-device
-/// images; gates by argmax). The detector's own statistics are kept (momentum 0 during the
-/// pass): they come from the recalibrated supernet stage 2 started from, and re-estimating
-/// the shared BiFPN/head norms on fused features alone ruins the key frames (measured: AP50
-/// 0.09 -> 0.00 for the full network after 20 joint steps).
+/// images; gates by argmax). The detector's own norms run on their running statistics during
+/// the pass, as at inference, and keep them: they come from the recalibrated supernet stage 2
+/// started from, and re-estimating the shared BiFPN/head norms on fused features alone ruins
+/// the key frames (measured: AP50 0.09 -> 0.00 for the full network after 20 joint steps).
+/// The result depends on the weights only, not on the runtime training flags of `model`
+/// (Burn does not save them: a stage-2 model in memory with `frozen_norms` and the same model
+/// loaded from its checkpoint recalibrate alike).
 pub fn recalibrate_joint(
     model: &JointModel,
     clips: &[(Tensor<4>, Tensor<4>)],
     non_temporal: bool,
 ) -> Result<JointModel> {
     let mut copy = model.valid().train();
-    let mut detector_momenta = Vec::new();
+    let mut detector_flags = Vec::new();
     crate::norms::for_each_norm(&mut copy.detector, |norm| {
-        detector_momenta.push(norm.momentum);
-        norm.momentum = 0.0;
+        detector_flags.push(norm.training.clone());
+        norm.training = norm.training.clone().with_value(false);
     });
     let fusion_momenta: Vec<f64> = copy
         .temporal
@@ -569,9 +572,9 @@ pub fn recalibrate_joint(
             non_temporal,
         )?;
     }
-    let mut restored = detector_momenta.into_iter();
+    let mut restored = detector_flags.into_iter();
     crate::norms::for_each_norm(&mut copy.detector, |norm| {
-        norm.momentum = restored.next().expect("same norms as before")
+        norm.training = restored.next().expect("same norms as before")
     });
     for (fusion, pair) in copy
         .temporal
