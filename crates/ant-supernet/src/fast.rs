@@ -284,7 +284,7 @@ fn depthwise_plane(
             let (even, odd) = padded[base..base + g.padded_w].split_at_mut(g.even_w);
             for (i, value) in source.iter().enumerate() {
                 let column = i + g.pad_left;
-                if column % 2 == 0 {
+                if column.is_multiple_of(2) {
                     even[column / 2] = *value;
                 } else {
                     odd[column / 2] = *value;

@@ -209,7 +209,7 @@ fn store<const R: usize, const V: usize>(
         })
     };
     for r in 0..R {
-        for v in 0..V {
+        for (v, acc) in acc[r].iter().enumerate() {
             let start = column + v * LANES;
             let residual = lanes(extras.residual, r, start);
             let addend = lanes(extras.addend, r, start);
@@ -217,13 +217,7 @@ fn store<const R: usize, const V: usize>(
                 .try_into()
                 .expect("a full vector of pixels");
             for lane in 0..LANES {
-                out[lane] = finish(
-                    acc[r][v][lane],
-                    bias[r],
-                    addend[lane],
-                    swish,
-                    residual[lane],
-                );
+                out[lane] = finish(acc[lane], bias[r], addend[lane], swish, residual[lane]);
             }
         }
     }

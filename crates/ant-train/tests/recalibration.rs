@@ -22,7 +22,7 @@ fn fusion_statistics(model: &JointModel) -> Vec<Vec<f32>> {
                 fusion.bn_depthwise.running_var.value(),
             ]
         })
-        .map(|tensor| tensor.into_data().to_vec::<f32>().unwrap())
+        .map(|tensor| tensor.into_data().try_to_vec::<f32>().unwrap())
         .collect()
 }
 
