@@ -526,8 +526,17 @@ impl TrainConfig {
 mod tests {
     use super::*;
 
+    /// This package's directory, read when the test runs: a compile-time `env!` would keep the
+    /// path of whichever checkout last built the test binary when checkouts share a target
+    /// directory (as the README recommends), and the test would read that checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+            .into()
+    }
+
     fn configs_dir() -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs"))
+        manifest_dir().join("../../configs")
     }
 
     #[test]

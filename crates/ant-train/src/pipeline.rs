@@ -311,12 +311,20 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
 mod tests {
     use super::*;
 
+    /// This package's directory, read when the test runs: a compile-time `env!` would keep the
+    /// path of whichever checkout last built the test binary when checkouts share a target
+    /// directory (as the README recommends), and the test would read that checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+            .into()
+    }
+
     #[test]
     fn should_generate_a_missing_set_and_refuse_one_generated_otherwise() {
         let root = std::env::temp_dir().join(format!("ant-prepare-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/default.json");
+        let path = manifest_dir().join("../../configs/default.json");
         let mut config = TrainConfig::load(&path, &[]).unwrap();
         config.data.root = root.clone();
         config.data.synth_sequences = 2;

@@ -40,10 +40,7 @@ fn tiny_run(root: &Path, name: &str, extra: &[&str]) -> PathBuf {
     ];
     overrides.extend(extra.iter().map(|o| o.to_string()));
     let config = TrainConfig::load(
-        &PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../configs/default.json"
-        )),
+        &manifest_dir().join("../../configs/default.json"),
         &overrides,
     )
     .unwrap();
@@ -212,14 +209,8 @@ fn should_name_what_is_missing_in_a_bad_run_directory() {
         .to_string();
     assert!(error.contains("config.json"), "{error}");
     // A config but no checkpoints.
-    let config = TrainConfig::load(
-        &PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../configs/default.json"
-        )),
-        &[],
-    )
-    .unwrap();
+    let config =
+        TrainConfig::load(&manifest_dir().join("../../configs/default.json"), &[]).unwrap();
     config.save(&root.join("config.json")).unwrap();
     let error = evaluate_run(&EvalOptions::new(&root, Device::flex()))
         .unwrap_err()
@@ -229,4 +220,13 @@ fn should_name_what_is_missing_in_a_bad_run_directory() {
         "{error}"
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// This package's directory, read when the test runs: a compile-time `env!` would keep the
+/// path of whichever checkout last built the test binary when checkouts share a target
+/// directory (as the README recommends), and the test would read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }

@@ -2,8 +2,6 @@
 //! evaluation of the static network, the supernet's extremes and ANT with the fixed 1-in-3
 //! schedule, `summary.json` in the `cargo xtask eval --json` format, and the run files.
 
-use std::path::PathBuf;
-
 use ant_train::{RunOptions, Summary, TrainConfig, run_pipeline};
 use burn::tensor::Device;
 
@@ -11,10 +9,7 @@ use burn::tensor::Device;
 fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     let root = std::env::temp_dir().join(format!("ant-train-pipeline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../configs/default.json"
-    ));
+    let path = manifest_dir().join("../../configs/default.json");
     let data_root = root.join("synth");
     let overrides = [
         format!("data.root={}", serde_json::to_string(&data_root).unwrap()),
@@ -89,4 +84,13 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
         assert!(run_dir.join(file).is_file(), "{file} missing");
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// This package's directory, read when the test runs: a compile-time `env!` would keep the
+/// path of whichever checkout last built the test binary when checkouts share a target
+/// directory (as the README recommends), and the test would read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }
