@@ -81,6 +81,31 @@ def ours_raw_ms(thread_count):
     return {name: float(ms) for name, ms in found.items()}
 
 
+def ours_process_ms(thread_count):
+    """Whole frames through our `AntDetector::process` (box decoding and NMS included) on D0
+    at 512 px: the full network, the smallest subnet, and an ANT non-key frame at the
+    smallest width with its fusion modules and gates (median ms)."""
+    binary = os.path.join(args.target_dir, "release", "examples", "profile_frame")
+    env = dict(os.environ, RAYON_NUM_THREADS=str(thread_count))
+    out = subprocess.run(
+        [binary, "--preset", "d0", "--size", "512", "--width", "1", "--depth", "1",
+         "--iterations", str(args.runs)],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    number = r"([0-9.]+|-)"
+    rows = dict(
+        (name.strip(), (key, other))
+        for name, key, other in re.findall(
+            rf"^\s*(static-full|static 1,1,1,1,1,1|fixed3 non-key at 1,1,1,1,1,1)\s+key\s+"
+            rf"{number}\s+other\s+{number}$", out, re.M)
+    )
+    return {
+        "process_static_full_ms": float(rows["static-full"][1]),
+        "process_smallest_ms": float(rows["static 1,1,1,1,1,1"][1]),
+        "process_non_key_smallest_ms": float(rows["fixed3 non-key at 1,1,1,1,1,1"][1]),
+    }
+
+
 def ours_train_img_s(thread_count):
     """The main job's stage-0 step (`cargo xtask train`, stage 0 only, a capped epoch), one
     data-parallel replica per thread; images/s of the epoch from its metrics.jsonl (the first
@@ -132,6 +157,7 @@ for t in threads:
     result["inference"][t] = {
         "pytorch_ms": torch_ms, "onnxruntime_ms": ort_ms, "onnx_max_abs_error": error,
         **{name.replace(" ", "_"): ms for name, ms in ours.items()},
+        **ours_process_ms(t),
     }
 
 # Training anchor: the main job's model in effdet, one SGD step of batch 4.
@@ -183,6 +209,13 @@ for t, row in result["inference"].items():
     ours = row.get("raw_d0")
     ratio = f"{ours / row['onnxruntime_ms']:.2f}" if ours else "n/a"
     print(f"| {t} | {row['pytorch_ms']:.1f} | {row['onnxruntime_ms']:.1f} | {ours} | {ratio} |")
+print("\n| threads | our D0 frame (process) | smallest subnet | ANT non-key at width 1 |")
+print("|---|---|---|---|")
+for t, row in result["inference"].items():
+    d0 = row["process_static_full_ms"]
+    print(f"| {t} | {d0:.1f} ms | {row['process_smallest_ms']:.1f} ms "
+          f"({row['process_smallest_ms'] / d0:.2f}) | {row['process_non_key_smallest_ms']:.1f} ms "
+          f"({row['process_non_key_smallest_ms'] / d0:.2f}) |")
 for t, row in result["training"].items():
     print(f"training, {t} thread(s): PyTorch {row['pytorch_img_s']:.1f} img/s, ours "
           f"{row['ours_img_s']:.1f} img/s (ours / PyTorch "
