@@ -414,32 +414,48 @@ fn depthwise_rows<const K: usize, const TAPS: usize>(
             let start = (oy * g.stride + tap / K) * g.padded_w + columns[tap % K];
             &padded[start..start + out_w]
         });
-        let full = out_w - out_w % LANES;
-        for x0 in (0..full).step_by(LANES) {
-            let mut acc = [0f32; LANES];
-            for tap in 0..TAPS {
-                let w = weights[tap];
-                let source: &[f32; LANES] = sources[tap][x0..x0 + LANES]
-                    .try_into()
-                    .expect("a full block of lanes");
-                for lane in 0..LANES {
-                    acc[lane] += w * source[lane];
-                }
-            }
-            let out: &mut [f32; LANES] = (&mut out_row[x0..x0 + LANES])
+        tap_row(&sources, &weights, s, b, epilogue, out_row);
+    }
+}
+
+/// One output row of a tap kernel (the depthwise planes, the stem): `LANES` outputs at a
+/// time accumulate every tap in registers, in tap order, then the epilogue and one store;
+/// the row's tail one output at a time in the same order.
+#[inline(always)]
+fn tap_row<const TAPS: usize>(
+    sources: &[&[f32]; TAPS],
+    weights: &[f32; TAPS],
+    s: f32,
+    b: f32,
+    epilogue: Epilogue,
+    out_row: &mut [f32],
+) {
+    let out_w = out_row.len();
+    let full = out_w - out_w % LANES;
+    for x0 in (0..full).step_by(LANES) {
+        let mut acc = [0f32; LANES];
+        for tap in 0..TAPS {
+            let w = weights[tap];
+            let source: &[f32; LANES] = sources[tap][x0..x0 + LANES]
                 .try_into()
                 .expect("a full block of lanes");
             for lane in 0..LANES {
-                out[lane] = finish(acc[lane], s, b, epilogue);
+                acc[lane] += w * source[lane];
             }
         }
-        for x in full..out_w {
-            let mut acc = 0f32;
-            for tap in 0..TAPS {
-                acc += weights[tap] * sources[tap][x];
-            }
-            out_row[x] = finish(acc, s, b, epilogue);
+        let out: &mut [f32; LANES] = (&mut out_row[x0..x0 + LANES])
+            .try_into()
+            .expect("a full block of lanes");
+        for lane in 0..LANES {
+            out[lane] = finish(acc[lane], s, b, epilogue);
         }
+    }
+    for x in full..out_w {
+        let mut acc = 0f32;
+        for tap in 0..TAPS {
+            acc += weights[tap] * sources[tap][x];
+        }
+        out_row[x] = finish(acc, s, b, epilogue);
     }
 }
 
@@ -564,32 +580,7 @@ impl pulp::WithSimd for StemPlane<'_> {
                     + columns[tap % 3];
                 &self.padded[start..start + out_w]
             });
-            let full = out_w - out_w % LANES;
-            for x0 in (0..full).step_by(LANES) {
-                let mut acc = [0f32; LANES];
-                for tap in 0..TAPS {
-                    let w = weights[tap];
-                    let source: &[f32; LANES] = sources[tap][x0..x0 + LANES]
-                        .try_into()
-                        .expect("a full block of lanes");
-                    for lane in 0..LANES {
-                        acc[lane] += w * source[lane];
-                    }
-                }
-                let out: &mut [f32; LANES] = (&mut out_row[x0..x0 + LANES])
-                    .try_into()
-                    .expect("a full block of lanes");
-                for lane in 0..LANES {
-                    out[lane] = finish(acc[lane], 1.0, self.bias, epilogue);
-                }
-            }
-            for x in full..out_w {
-                let mut acc = 0f32;
-                for tap in 0..TAPS {
-                    acc += weights[tap] * sources[tap][x];
-                }
-                out_row[x] = finish(acc, 1.0, self.bias, epilogue);
-            }
+            tap_row(&sources, &weights, 1.0, self.bias, epilogue, out_row);
         }
     }
 }
