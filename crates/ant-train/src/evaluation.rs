@@ -1044,14 +1044,7 @@ fn load_recalibrated_joint(
     }
     let settings = &config.joint;
     let clips = training_clips(config, inputs.train_sequences)?;
-    let pairs = calibration_clips(
-        &clips,
-        &inputs.batcher,
-        config.eval.recalibration_batches,
-        settings.stage.batch_size.max(2),
-        config.seed,
-        inputs.device,
-    )?;
+    let pairs = calibration_clips(&clips, &inputs.batcher, config, inputs.device)?;
     recalibrate_joint(&joint.no_grad(), &pairs, settings.non_temporal)
 }
 

@@ -587,16 +587,19 @@ pub fn recalibrate_joint(
     Ok(copy.valid())
 }
 
-/// `count` (key, non-key) image pairs of `batch_size` clips (the key frame and the last frame
-/// of each clip), for [`recalibrate_joint`].
+/// The calibration batches of [`recalibrate_joint`] as `config` sets them: its
+/// `eval.recalibration_batches` (key, non-key) image pairs of `joint.batch_size` (at least 2)
+/// clips, the key frame and the last frame of each, in an order drawn from its seed. The
+/// main job and `cargo xtask eval` both take them from here, so they recalibrate alike.
 pub fn calibration_clips(
     clips: &ClipDataset,
     batcher: &DetracBatcher,
-    count: usize,
-    batch_size: usize,
-    seed: u64,
+    config: &crate::config::TrainConfig,
     device: &burn::tensor::Device,
 ) -> Result<Vec<(Tensor<4>, Tensor<4>)>> {
+    let count = config.eval.recalibration_batches;
+    let batch_size = config.joint.stage.batch_size.max(2);
+    let seed = config.seed;
     let order = epoch_order(
         clips.len(),
         seed ^ 0xca1c,

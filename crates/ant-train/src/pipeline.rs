@@ -251,14 +251,8 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
                 train_joint_into(stage_name, &variant, &init, &clips, &data.batcher, options)?;
             seconds.push((stage_name.into(), started.elapsed().as_secs_f64()));
             let started = std::time::Instant::now();
-            let calibration_pairs = calibration_clips(
-                &clips,
-                &data.batcher,
-                config.eval.recalibration_batches,
-                joint.stage.batch_size.max(2),
-                config.seed,
-                &options.device,
-            )?;
+            let calibration_pairs =
+                calibration_clips(&clips, &data.batcher, &variant, &options.device)?;
             let model = if config.eval.recalibration_batches > 0 {
                 recalibrate_joint(&outcome.model, &calibration_pairs, joint.non_temporal)?
             } else {
