@@ -174,6 +174,13 @@ pub struct SupernetSettings {
     /// the default when absent, trains them from every subnet as published).
     #[serde(default)]
     pub head_from_largest_only: bool,
+    /// Weight of the largest subnet's distillation toward the frozen standalone detector
+    /// (stage 0's weights, run on the same batch): it anchors the full network, which the
+    /// key frames run, to the detector the supernet started from, while the students'
+    /// gradients move the shared weights (our addition; 0, the default when absent, as
+    /// published).
+    #[serde(default)]
+    pub standalone_distill_weight: f32,
 }
 
 /// The joint stage (ANT, Sec. 3.3): fusion modules and gates on clips with a fixed key-frame
@@ -483,6 +490,19 @@ impl TrainConfig {
                     stage.batch_size, self.data_parallel
                 ));
             }
+        }
+        let anchor = self.supernet.standalone_distill_weight;
+        if !(anchor.is_finite() && anchor >= 0.0) {
+            return invalid(format!(
+                "supernet.standalone_distill_weight {anchor} must be zero or positive"
+            ));
+        }
+        if anchor > 0.0 && self.supernet.stage.enabled && !self.standalone.enabled {
+            return invalid(
+                "supernet.standalone_distill_weight needs the standalone stage: it anchors the largest \
+                 subnet to the detector stage 0 trains"
+                    .to_string(),
+            );
         }
         if self.joint.clip_len < 2 {
             return invalid("joint.clip_len must be at least 2 (a key and a non-key frame)".into());

@@ -330,6 +330,7 @@ struct StepLoss {
 
 fn step_loss(
     model: &EfficientDet,
+    anchor: Option<&EfficientDet>,
     stage: Stage,
     config: &TrainConfig,
     images: Tensor<4>,
@@ -386,11 +387,30 @@ fn step_loss(
             None => kd,
         });
     }
+    let mut anchor_term = None;
+    if let Some(anchor) = anchor {
+        // The frozen standalone detector on the same images: its outputs are constants (the
+        // loss detaches them) and its parameters take no gradient.
+        let anchored = anchor.forward(images, &SubnetArch::LARGEST)?;
+        let kd = distillation_loss(
+            &teacher,
+            &anchored,
+            targets,
+            num_classes,
+            &loss_config,
+            device,
+        );
+        anchor_term = Some(kd.mul_scalar(settings.standalone_distill_weight));
+    }
     let distill_sum = distill
         .clone()
         .expect("the sandwich has at least one student");
+    let mut total = detection.clone() + distill_sum.mul_scalar(config.supernet.distill_weight);
+    if let Some(term) = anchor_term {
+        total = total + term;
+    }
     Ok(StepLoss {
-        total: detection.clone() + distill_sum.mul_scalar(config.supernet.distill_weight),
+        total,
         detection,
         distill,
     })
@@ -460,6 +480,40 @@ pub fn train_stage(
             },
         ),
     };
+    // The supernet's anchor: the frozen standalone detector it starts from, one copy per
+    // device a replica runs on.
+    let standalone: Vec<(Device, EfficientDet)> = match (stage, init) {
+        (Stage::Supernet, ModelInit::Checkpoint(path))
+            if config.supernet.standalone_distill_weight > 0.0 =>
+        {
+            let anchor = EfficientDet::load(path, &device)?.no_grad();
+            let mut on: Vec<Device> = vec![device.clone()];
+            for replica in &options.replica_devices {
+                let replica = replica.clone().autodiff();
+                if !on.contains(&replica) {
+                    on.push(replica);
+                }
+            }
+            on.into_iter()
+                .map(|target| {
+                    let copy = if target == device {
+                        anchor.clone()
+                    } else {
+                        anchor.clone().fork(&target)
+                    };
+                    (target, copy)
+                })
+                .collect()
+        }
+        (Stage::Supernet, _) if config.supernet.standalone_distill_weight > 0.0 => {
+            return Err(TrainError::InvalidConfig {
+                reason:
+                    "supernet.standalone_distill_weight needs a standalone checkpoint to start from"
+                        .into(),
+            });
+        }
+        _ => Vec::new(),
+    };
     // Stochastic depth is a training-time property of the blocks, never saved: set it on the
     // fresh or resumed model, clear it on the returned one.
     model.set_drop_path(settings.drop_path);
@@ -511,7 +565,20 @@ pub fn train_stage(
                 let share = items.len() as f32 / batch_size as f32;
                 let batch = data.batcher.batch(items, device)?;
                 let targets = label_batch(&anchors, &batch.targets, &loss_config);
-                let loss = step_loss(model, stage, config, batch.images, &targets, step, device)?;
+                let anchor = standalone
+                    .iter()
+                    .find(|(on, _)| on == device)
+                    .map(|(_, anchor)| anchor);
+                let loss = step_loss(
+                    model,
+                    anchor,
+                    stage,
+                    config,
+                    batch.images,
+                    &targets,
+                    step,
+                    device,
+                )?;
                 let total = loss.total.mul_scalar(share);
                 let parts = (
                     total.clone().into_scalar::<f32>(),
