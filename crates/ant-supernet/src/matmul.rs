@@ -58,31 +58,43 @@ pub fn pointwise(
         assert_eq!(extra.len(), out * pixels, "residual and addend shapes");
     }
     let mut output = vec![0f32; out * pixels];
-    let block = |(index, rows): (usize, &mut [f32])| {
-        pulp::Arch::new().dispatch(RowBlock {
+    let product = |(first_row, rows): (usize, &mut [f32])| {
+        pulp::Arch::new().dispatch(Product {
             weight,
             inputs,
             pixels,
             input,
             epilogue,
-            first_row: index * ROWS,
+            first_row,
             output: rows,
         });
     };
     if out * pixels * inputs < (1 << 21) || out <= ROWS {
-        output.chunks_mut(ROWS * pixels).enumerate().for_each(block);
+        product((0, &mut output));
     } else {
         use rayon::prelude::*;
+        // One task per thread, each a whole number of row blocks.
+        let blocks = out.div_ceil(ROWS);
+        let task_rows = ROWS * blocks.div_ceil(rayon::current_num_threads().max(1));
         output
-            .par_chunks_mut(ROWS * pixels)
+            .par_chunks_mut(task_rows * pixels)
             .enumerate()
-            .for_each(block);
+            .for_each(|(index, rows)| product((index * task_rows, rows)));
     }
     output
 }
 
-/// Up to [`ROWS`] output channels, every pixel.
-struct RowBlock<'a> {
+/// Pixels per column strip for `inputs` input channels: the strip of the input
+/// (`inputs x strip` values) stays in the L1 cache while every row block of the output
+/// reads it, instead of the whole input streaming through the cache once per row block.
+fn strip_width(inputs: usize) -> usize {
+    let fits = (12 * 1024 / inputs.max(1)) / (2 * LANES) * (2 * LANES);
+    fits.clamp(2 * LANES, 16 * 2 * LANES)
+}
+
+/// Output rows `first_row..` of a product (a whole number of row blocks, the last one
+/// possibly short), computed strip by strip of pixels.
+struct Product<'a> {
     weight: &'a [f32],
     inputs: usize,
     pixels: usize,
@@ -92,18 +104,57 @@ struct RowBlock<'a> {
     output: &'a mut [f32],
 }
 
-impl pulp::WithSimd for RowBlock<'_> {
+impl pulp::WithSimd for Product<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        match self.output.len() / self.pixels {
-            4 => rows::<4>(self),
-            3 => rows::<3>(self),
-            2 => rows::<2>(self),
-            _ => rows::<1>(self),
+        let Product {
+            weight,
+            inputs,
+            pixels,
+            input,
+            epilogue,
+            first_row,
+            output,
+        } = self;
+        let strip = strip_width(inputs);
+        let mut start = 0;
+        while start < pixels {
+            let end = (start + strip).min(pixels);
+            for (index, rows_out) in output.chunks_mut(ROWS * pixels).enumerate() {
+                let block = RowBlock {
+                    weight,
+                    inputs,
+                    pixels,
+                    input,
+                    epilogue,
+                    first_row: first_row + index * ROWS,
+                    output: rows_out,
+                    columns: start..end,
+                };
+                match block.output.len() / pixels {
+                    4 => rows::<4>(block),
+                    3 => rows::<3>(block),
+                    2 => rows::<2>(block),
+                    _ => rows::<1>(block),
+                }
+            }
+            start = end;
         }
     }
+}
+
+/// Up to [`ROWS`] output channels over a range of pixels.
+struct RowBlock<'a> {
+    weight: &'a [f32],
+    inputs: usize,
+    pixels: usize,
+    input: &'a [f32],
+    epilogue: PointwiseEpilogue<'a>,
+    first_row: usize,
+    output: &'a mut [f32],
+    columns: std::ops::Range<usize>,
 }
 
 /// `R` output channels: 32, then 16 pixels at a time in registers, then a scalar tail.
@@ -117,6 +168,7 @@ fn rows<const R: usize>(block: RowBlock) {
         epilogue,
         first_row,
         output,
+        columns,
     } = block;
     let weights: [&[f32]; R] =
         std::array::from_fn(|r| &weight[(first_row + r) * inputs..(first_row + r + 1) * inputs]);
@@ -134,19 +186,21 @@ fn rows<const R: usize>(block: RowBlock) {
         residual: residual.as_ref(),
         addend: addend.as_ref(),
     };
-    let mut outputs: Vec<&mut [f32]> = output.chunks_exact_mut(pixels).collect();
-    let mut column = 0;
-    while column + 2 * LANES <= pixels {
+    let mut rows_out = output.chunks_exact_mut(pixels);
+    let mut outputs: [&mut [f32]; R] =
+        std::array::from_fn(|_| rows_out.next().expect("R rows in the block"));
+    let mut column = columns.start;
+    while column + 2 * LANES <= columns.end {
         let acc = accumulate::<R, 2>(&weights, input, pixels, column);
         store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
         column += 2 * LANES;
     }
-    if column + LANES <= pixels {
+    if column + LANES <= columns.end {
         let acc = accumulate::<R, 1>(&weights, input, pixels, column);
         store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
         column += LANES;
     }
-    for pixel in column..pixels {
+    for pixel in column..columns.end {
         for r in 0..R {
             let mut acc = 0f32;
             for (i, w) in weights[r].iter().enumerate() {
@@ -299,6 +353,35 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn should_match_a_naive_product_across_pixel_strips() {
+        // 400 input channels: strips of 32 pixels, so 100 pixels are three strips and a tail
+        // of 4; 1,000 pixels end with a strip of 8.
+        assert_eq!(strip_width(400), 2 * LANES);
+        assert_eq!(strip_width(7), 16 * 2 * LANES);
+        for (out, inputs, pixels) in [(5, 400, 100), (9, 400, 1000), (6, 7, 1500)] {
+            let weight = values(out * inputs, 11);
+            let input = values(inputs * pixels, 12);
+            let bias = values(out, 13);
+            let residual = values(out * pixels, 14);
+            let epilogue = PointwiseEpilogue {
+                bias: &bias,
+                addend: None,
+                swish: true,
+                residual: Some(&residual),
+            };
+            let ours = pointwise(&weight, [out, inputs, pixels], &input, epilogue);
+            let reference = naive(&weight, [out, inputs, pixels], &input);
+            for (index, (a, r)) in ours.iter().zip(&reference).enumerate() {
+                let expected = finish(*r, bias[index / pixels], 0.0, true, residual[index]);
+                assert!(
+                    (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+                    "{out}x{inputs}x{pixels} at {index}: {a} vs {expected}"
+                );
             }
         }
     }
