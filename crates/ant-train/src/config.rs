@@ -399,18 +399,82 @@ pub fn apply_override(root: &mut Value, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The first key (in file order, depth first) of `given` that `known` does not have, as a
+/// dotted path, with the known key nearest to it at that level. `known` is the parsed config
+/// serialised back: it holds every field the config reads, the flattened ones included,
+/// which `serde(deny_unknown_fields)` cannot check.
+fn unknown_key(given: &Value, known: &Value, prefix: &str) -> Option<(String, Option<String>)> {
+    let (Value::Object(given), Value::Object(known)) = (given, known) else {
+        return None;
+    };
+    for (key, value) in given {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match known.get(key) {
+            Some(known_value) => {
+                if let Some(found) = unknown_key(value, known_value, &path) {
+                    return Some(found);
+                }
+            }
+            None => {
+                let nearest = known
+                    .keys()
+                    .map(|candidate| (edit_distance(key, candidate), candidate))
+                    .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
+                    .min()
+                    .map(|(_, candidate)| candidate.clone());
+                return Some((path, nearest));
+            }
+        }
+    }
+    None
+}
+
+/// Levenshtein distance between two keys (by characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 impl TrainConfig {
     /// Reads a config file and applies `key=value` overrides in order.
+    ///
+    /// # Errors
+    /// [`TrainError::UnknownConfigKey`] for a key the config does not read (with the nearest
+    /// known key), besides unreadable files, malformed JSON, bad overrides and invalid values.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let mut value = read_json_value(path)?;
         for text in overrides {
             apply_override(&mut value, text)?;
         }
         let config: TrainConfig =
-            serde_json::from_value(value).map_err(|source| TrainError::Json {
+            serde_json::from_value(value.clone()).map_err(|source| TrainError::Json {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let known = serde_json::to_value(&config).expect("a config always serialises");
+        if let Some((key, nearest)) = unknown_key(&value, &known, "") {
+            return Err(TrainError::UnknownConfigKey {
+                path: path.to_path_buf(),
+                key,
+                hint: nearest.map_or_else(String::new, |n| format!(": did you mean {n:?}?")),
+            });
+        }
         config.validate()?;
         Ok(config)
     }
@@ -591,6 +655,47 @@ mod tests {
         assert!(matches!(error, TrainError::BadOverride { .. }), "{error}");
         let error = TrainConfig::load(&path, &["standalone.epochs=x".to_string()]).unwrap_err();
         assert!(matches!(error, TrainError::Json { .. }), "{error}");
+    }
+
+    #[test]
+    fn should_name_an_unknown_key_with_its_file_and_the_nearest_known_one() {
+        let dir = std::env::temp_dir().join(format!("ant-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut value = read_json_value(&configs_dir().join("default.json")).unwrap();
+        value["standalone"]["warmup_stepz"] = Value::from(999);
+        let path = dir.join("typo.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        let error = TrainConfig::load(&path, &[]).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, TrainError::UnknownConfigKey { key, .. } if key == "standalone.warmup_stepz"),
+            "{message}"
+        );
+        assert!(message.contains("typo.json"), "{message}");
+        assert!(
+            message.contains("did you mean \"warmup_steps\""),
+            "{message}"
+        );
+
+        // A top-level key with nothing close: named, no suggestion.
+        let mut value = read_json_value(&configs_dir().join("default.json")).unwrap();
+        value["learning_rate_of_everything"] = Value::from(1);
+        std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+        let message = TrainConfig::load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            message.contains("\"learning_rate_of_everything\"")
+                && !message.contains("did you mean"),
+            "{message}"
+        );
+        // A key of the flattened stage settings inside `supernet` is known.
+        assert!(
+            TrainConfig::load(
+                &configs_dir().join("default.json"),
+                &["supernet.lr=0.01".into()]
+            )
+            .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

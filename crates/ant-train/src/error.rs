@@ -29,6 +29,23 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// A config file has a key the config does not know (a typo, or a setting of another
+    /// version): it would otherwise be ignored without a word.
+    #[error("unknown config key {key:?} in {path}{hint}")]
+    UnknownConfigKey {
+        /// The file.
+        path: PathBuf,
+        /// The key's dotted path (`standalone.warmup_stepz`).
+        key: String,
+        /// `: did you mean "..."?` when a known key is close, else empty.
+        hint: String,
+    },
+    /// `--resume` on a directory that holds no run (no saved config, no checkpoint).
+    #[error("nothing to resume in {path}: no config.json and no stage checkpoint there")]
+    NothingToResume {
+        /// The run directory.
+        path: PathBuf,
+    },
     /// A data-parallel replica's thread panicked.
     #[error("a data-parallel training thread failed: {message}")]
     Worker {

@@ -2,7 +2,7 @@
 //! missing), train stages 0, 1 and 2, evaluate on the test split and write `summary.json`
 //! (the format `cargo xtask eval --json` prints) into the run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{
@@ -127,11 +127,34 @@ pub fn training_clips(config: &TrainConfig, sequences: &[LoadedSequence]) -> Res
     .with_color_jitter(config.data.color_jitter))
 }
 
+/// Whether any stage directory of `run_dir` holds an epoch checkpoint.
+fn has_checkpoint(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|entries| {
+        entries.flatten().any(|stage| {
+            std::fs::read_dir(stage.path()).is_ok_and(|inner| {
+                inner.flatten().any(|entry| {
+                    entry.file_name().to_string_lossy().starts_with("epoch-")
+                        && entry.path().is_dir()
+                })
+            })
+        })
+    })
+}
+
 /// Runs stages 0 and 1 (as enabled), evaluates and writes `summary.json`.
+///
+/// # Errors
+/// [`TrainError::NothingToResume`] when `options.resume` is set and the directory holds
+/// no run; besides every error of data preparation, training and evaluation.
 pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<PipelineOutcome> {
     let run_dir = &options.run_dir;
-    std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
     let config_path = run_dir.join("config.json");
+    if options.resume && !config_path.is_file() && !has_checkpoint(run_dir) {
+        return Err(TrainError::NothingToResume {
+            path: run_dir.clone(),
+        });
+    }
+    std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
     if options.resume && config_path.is_file() {
         let saved = TrainConfig::load_run(run_dir)?;
         if &saved != config {

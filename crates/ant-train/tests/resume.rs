@@ -249,3 +249,34 @@ fn manifest_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .into()
 }
+
+#[test]
+fn should_refuse_to_resume_a_directory_without_a_run() {
+    let root = std::env::temp_dir().join(format!("ant-train-no-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let options = |run_dir: PathBuf| RunOptions {
+        run_dir,
+        device: Device::flex(),
+        replica_devices: Vec::new(),
+        resume: true,
+        progress: false,
+        stop_after_epochs: None,
+    };
+    // A directory that does not exist: an error, and nothing is created or trained.
+    let missing = root.join("typo");
+    let error = ant_train::run_pipeline(&small_config(), &options(missing.clone())).unwrap_err();
+    assert!(
+        matches!(&error, ant_train::TrainError::NothingToResume { path } if *path == missing),
+        "{error}"
+    );
+    assert!(error.to_string().contains("typo"), "{error}");
+    assert!(!missing.exists());
+    // An existing directory that holds no run: the same.
+    let empty = root.join("empty");
+    std::fs::create_dir_all(empty.join("stage0-standalone")).unwrap();
+    assert!(matches!(
+        ant_train::run_pipeline(&small_config(), &options(empty)),
+        Err(ant_train::TrainError::NothingToResume { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+}
