@@ -8,6 +8,9 @@
 //! N = 3, the paper's training schedule), `--non-temporal` (gates on each frame's own
 //! features), `--static R,R,R,R,R,R` (a static subnet; with `--threshold`/`--interval`,
 //! fixed ratios on the non-key frames instead of the gates).
+//!
+//! A frame that does not decode stops the run with its file named, or with
+//! `--on-bad-frame skip` is reported, written as a `skipped` line and counted.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -78,6 +81,20 @@ pub struct InferArgs {
     /// Device: cpu (flex), wgpu or ndarray.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+    /// A frame that does not decode (corrupt, or a JPEG cut short): `fail` stops with the
+    /// file named; `skip` reports it, writes a `{"frame", "skipped": true, "error"}` line
+    /// for it and goes on (the stream's key-frame state is kept), counting it in the summary.
+    #[arg(long, value_enum, default_value_t = OnBadFrame::Fail)]
+    on_bad_frame: OnBadFrame,
+}
+
+/// What `infer` does with a frame that does not decode.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnBadFrame {
+    /// Stop with an error naming the file.
+    Fail,
+    /// Report it, write a `skipped` line and go on.
+    Skip,
 }
 
 fn mode(args: &InferArgs) -> Mode {
@@ -194,9 +211,27 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let image = image::open(path)
-            .with_context(|| format!("decoding {}", path.display()))?
-            .to_rgb8();
+        let image = match ant_detrac::decode_image(path) {
+            Ok(image) => image,
+            Err(error) if args.on_bad_frame == OnBadFrame::Skip => {
+                let reason = format!("{:#}", anyhow::Error::new(error));
+                eprintln!("\ninfer: skipping frame {} ({name}): {reason}", index + 1);
+                let line = json!({"frame": name, "skipped": true, "error": reason});
+                writeln!(out, "{line}")
+                    .with_context(|| format!("writing {}", args.out.display()))?;
+                summary.skipped.push(name);
+                continue;
+            }
+            Err(error) => {
+                eprintln!();
+                return Err(anyhow::Error::new(error).context(format!(
+                    "frame {} of {} does not decode (pass --on-bad-frame skip to go on \
+                     without it)",
+                    index + 1,
+                    args.frames.display()
+                )));
+            }
+        };
         let (input, letterbox) = transform.letterbox_image(&image);
         let values = transform.normalize(&input);
         let frame = Tensor::<4>::from_data(
@@ -274,6 +309,8 @@ fn progress(done: usize, total: usize, started: Instant, result: &FrameResult) {
 struct Summary {
     key: Vec<(f64, f64)>,
     non_key: Vec<(f64, f64, f64)>,
+    /// Frames that did not decode, skipped with `--on-bad-frame skip`.
+    skipped: Vec<String>,
 }
 
 impl Summary {
@@ -323,6 +360,13 @@ impl Summary {
                 mean(&mut self.non_key.iter().map(|n| n.0)),
                 mean(&mut self.non_key.iter().map(|n| n.1)),
                 mean(&mut self.non_key.iter().map(|n| n.2)),
+            );
+        }
+        if !self.skipped.is_empty() {
+            eprintln!(
+                "  skipped:        {} bad frame(s): {}",
+                self.skipped.len(),
+                self.skipped.join(", ")
             );
         }
     }

@@ -116,3 +116,87 @@ fn infer_should_draw_every_frame_when_asked() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn infer_should_name_a_truncated_frame_and_skip_it_when_asked() {
+    let Some(clip) = shared("data/detrac-clip/clip252") else {
+        return;
+    };
+    // Five real frames, the third cut to its first 3,000 bytes (a partial copy, a failed
+    // upload): decoders fill the missing part in with grey unless told otherwise.
+    let dir = std::env::temp_dir().join(format!("ant-infer-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for index in 1..=5 {
+        let name = format!("img{index:05}.jpg");
+        let bytes = std::fs::read(clip.join(&name)).unwrap();
+        let bytes = if index == 3 {
+            &bytes[..3000]
+        } else {
+            &bytes[..]
+        };
+        std::fs::write(dir.join(&name), bytes).unwrap();
+    }
+    let out = dir.join("out.jsonl");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            "--frames",
+            dir.to_str().unwrap(),
+            "--random-init",
+            "--config",
+            "tiny",
+            "--image-size",
+            "128",
+            "--interval",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(&args)
+            .output()
+            .expect("xtask runs")
+    };
+
+    // The default: stop, naming the frame and the way on.
+    let failed = run(&[]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "a truncated frame must not pass");
+    assert!(
+        stderr.contains("img00003.jpg") && stderr.contains("--on-bad-frame skip"),
+        "{stderr}"
+    );
+
+    // Skipping: every other frame is processed, the bad one has its own line, the summary
+    // counts it.
+    let skipped = run(&["--on-bad-frame", "skip"]);
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{stderr}");
+    assert!(stderr.contains("1 bad frame(s): img00003.jpg"), "{stderr}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[2]["frame"], "img00003.jpg");
+    assert_eq!(lines[2]["skipped"], true);
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("img00003.jpg"),
+        "{}",
+        lines[2]
+    );
+    for line in [&lines[0], &lines[1], &lines[3], &lines[4]] {
+        assert!(line.get("detections").is_some(), "{line}");
+        assert!(line.get("skipped").is_none(), "{line}");
+    }
+    // The stream goes on around the gap: frames 1, 2, 4, 5 with a key frame every second.
+    let keys: Vec<bool> = [0, 1, 3, 4]
+        .iter()
+        .map(|&i| lines[i]["key"].as_bool().unwrap())
+        .collect();
+    assert_eq!(keys, [true, false, true, false]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

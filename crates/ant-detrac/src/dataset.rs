@@ -210,12 +210,21 @@ pub fn decode_frame(item: &FrameRef) -> Result<RgbImage, DetracError> {
             frame: item.frame,
         });
     }
+    decode_image(path)
+}
+
+/// Decodes an image file (JPEG, PNG, ...) into RGB. A JPEG cut short (no end-of-image
+/// marker, which decoders otherwise fill in with grey) is an error, like one that does not
+/// decode; every error names the file.
+pub fn decode_image(path: &Path) -> Result<RgbImage, DetracError> {
     let bytes = std::fs::read(path).map_err(|source| DetracError::io(path, source))?;
     if is_truncated_jpeg(&bytes) {
-        return Err(DetracError::TruncatedJpeg { path: path.clone() });
+        return Err(DetracError::TruncatedJpeg {
+            path: path.to_path_buf(),
+        });
     }
     let image = image::load_from_memory(&bytes)
-        .map_err(|source| DetracError::image(path.clone(), source))?;
+        .map_err(|source| DetracError::image(path.to_path_buf(), source))?;
     Ok(image.into_rgb8())
 }
 

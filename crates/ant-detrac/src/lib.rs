@@ -31,8 +31,8 @@ pub use classes::{V3_TYPE_TABLE, VehicleClass, VehicleType};
 pub use coco::{CocoGroundTruth, to_coco};
 pub use dataset::{
     ClipDataset, ClipDatasetConfig, ClipRef, ColorJitter, FrameDataset, FrameDatasetConfig,
-    FrameRef, FrameSample, FrameTargets, GtBox, LoadedSequence, decode_frame, load_frame,
-    load_split,
+    FrameRef, FrameSample, FrameTargets, GtBox, LoadedSequence, decode_frame, decode_image,
+    load_frame, load_split,
 };
 pub use error::DetracError;
 pub use layout::{ReleaseLayout, SequencePaths};
