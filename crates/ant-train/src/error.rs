@@ -46,6 +46,17 @@ pub enum TrainError {
         /// The run directory.
         path: PathBuf,
     },
+    /// Another training holds the run directory's lock.
+    #[error(
+        "{path} is in use by another training (its lock {lock} is held); wait for it or \
+         pick another --run-dir"
+    )]
+    RunInUse {
+        /// The run directory.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// A data-parallel replica's thread panicked.
     #[error("a data-parallel training thread failed: {message}")]
     Worker {

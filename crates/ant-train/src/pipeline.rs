@@ -127,6 +127,30 @@ pub fn training_clips(config: &TrainConfig, sequences: &[LoadedSequence]) -> Res
     .with_color_jitter(config.data.color_jitter))
 }
 
+/// The name of a run directory's lock file.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the run directory's exclusive lock (an OS file lock on [`LOCK_FILE`], held while the
+/// returned file lives): a second training on the same directory is refused, and the lock of
+/// a killed training goes with its process, so a resume is never blocked by a stale one.
+fn lock_run(run_dir: &Path) -> Result<std::fs::File> {
+    let path = run_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| TrainError::io(&path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::RunInUse {
+            path: run_dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(TrainError::io(&path, source)),
+    }
+}
+
 /// Whether any stage directory of `run_dir` holds an epoch checkpoint.
 fn has_checkpoint(run_dir: &Path) -> bool {
     std::fs::read_dir(run_dir).is_ok_and(|entries| {
@@ -145,7 +169,8 @@ fn has_checkpoint(run_dir: &Path) -> bool {
 ///
 /// # Errors
 /// [`TrainError::NothingToResume`] when `options.resume` is set and the directory holds
-/// no run; besides every error of data preparation, training and evaluation.
+/// no run, [`TrainError::RunInUse`] when another training holds its lock; besides every
+/// error of data preparation, training and evaluation.
 pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<PipelineOutcome> {
     let run_dir = &options.run_dir;
     let config_path = run_dir.join("config.json");
@@ -155,6 +180,7 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         });
     }
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
+    let _lock = lock_run(run_dir)?;
     if options.resume && config_path.is_file() {
         let saved = TrainConfig::load_run(run_dir)?;
         if &saved != config {

@@ -280,3 +280,49 @@ fn should_refuse_to_resume_a_directory_without_a_run() {
     ));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn should_refuse_a_second_training_on_a_run_directory_but_not_a_stale_lock() {
+    let root = std::env::temp_dir().join(format!("ant-train-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let run_dir = root.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    // A run to resume, saved with another config: a resume that gets past the lock stops at
+    // the config check, before any data or training.
+    let mut other = small_config();
+    other.seed += 1;
+    other.save(&run_dir.join("config.json")).unwrap();
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device: Device::flex(),
+        replica_devices: Vec::new(),
+        resume: true,
+        progress: false,
+        stop_after_epochs: None,
+    };
+    let lock_path = run_dir.join(ant_train::pipeline::LOCK_FILE);
+
+    // Another training holds the lock: refused, naming the directory.
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    let error = ant_train::run_pipeline(&small_config(), &options).unwrap_err();
+    assert!(
+        matches!(&error, ant_train::TrainError::RunInUse { path, .. } if *path == run_dir),
+        "{error}"
+    );
+
+    // The holder is gone (as after a kill), its lock file left behind: not in the way.
+    drop(holder);
+    assert!(lock_path.is_file());
+    let error = ant_train::run_pipeline(&small_config(), &options).unwrap_err();
+    assert!(
+        matches!(&error, ant_train::TrainError::ResumeMismatch { .. }),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
