@@ -34,6 +34,7 @@ pub mod loss;
 pub mod matmul;
 pub mod nn;
 pub mod parity;
+mod pickle_scan;
 pub mod postprocess;
 pub mod prepared;
 pub mod seeded;

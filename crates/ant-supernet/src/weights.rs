@@ -35,6 +35,28 @@ impl WeightMap {
         if !path.is_file() {
             return Err(read_error(path, "no such file"));
         }
+        // Before any of it is read: a pickle that names globals a state dict never needs is
+        // refused (see `pickle_scan`).
+        for pickle in crate::pickle_scan::pickles(path).map_err(|error| read_error(path, error))? {
+            match crate::pickle_scan::forbidden_global(&pickle) {
+                Ok(None) => {}
+                Ok(Some(global)) => {
+                    return Err(read_error(
+                        path,
+                        format!(
+                            "refused: its pickle calls {global}, which a state dict never \
+                             needs (a crafted file?); nothing was run"
+                        ),
+                    ));
+                }
+                Err(reason) => {
+                    return Err(read_error(
+                        path,
+                        format!("refused: its pickle does not scan ({reason})"),
+                    ));
+                }
+            }
+        }
         let reader = PytorchReader::new(path)
             .or_else(|_| PytorchReader::with_top_level_key(path, "state_dict"))
             .or_else(|_| PytorchReader::with_top_level_key(path, "model"))
