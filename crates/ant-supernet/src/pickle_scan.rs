@@ -38,11 +38,15 @@ fn allowed(module: &str, name: &str) -> bool {
 }
 
 /// The pickles inside a `.pth` file: the `*/data.pkl` entries of the ZIP format, or the whole
-/// file for the legacy and plain-pickle formats.
+/// file for the legacy and plain-pickle formats; none for a file that is neither (the reader
+/// then refuses it as not a checkpoint).
 pub(crate) fn pickles(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
     if !bytes.starts_with(b"PK") {
-        return Ok(vec![bytes]);
+        // The first bytes the reader takes for a pickle (or the legacy format, which opens
+        // with one); anything else it refuses as not a checkpoint, with its own message.
+        let pickle_like = matches!(bytes.first(), Some(0x80 | b'(' | b'}' | b']' | b'c'));
+        return Ok(if pickle_like { vec![bytes] } else { Vec::new() });
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|error| format!("not a readable ZIP: {error}"))?;
