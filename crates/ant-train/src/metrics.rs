@@ -171,7 +171,15 @@ pub fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(path).map_err(|source| TrainError::io(path, source))?;
-    text.lines()
+    // A run killed while appending leaves its last line without the newline: that record is
+    // dropped (its epoch is retrained on resume), a malformed complete line is an error.
+    let complete = match text.rfind('\n') {
+        Some(end) if end + 1 < text.len() => &text[..end + 1],
+        Some(_) => text.as_str(),
+        None => "",
+    };
+    complete
+        .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             serde_json::from_str(line).map_err(|source| TrainError::Json {
@@ -254,6 +262,37 @@ mod tests {
             distill: 0.0,
             lr: 0.01,
         }
+    }
+
+    #[test]
+    fn should_drop_an_epoch_line_torn_by_a_kill_but_refuse_a_malformed_one() {
+        let dir = std::env::temp_dir().join(format!("ant-metrics-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.jsonl");
+        let epoch = |n: usize| EpochRecord {
+            stage: "s".into(),
+            epoch: n,
+            global_step: 10 * (n + 1),
+            loss: 1.0,
+            detection: 1.0,
+            distill: 0.0,
+            lr: 0.01,
+            images_per_s: 5.0,
+            seconds: 2.0,
+        };
+        let line = |n: usize| serde_json::to_string(&epoch(n)).unwrap();
+        // Killed halfway through appending the second record.
+        let torn = format!("{}\n{}", line(0), &line(1)[..20]);
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(read_epochs(&path).unwrap(), vec![epoch(0)]);
+        // Complete lines only: both read.
+        std::fs::write(&path, format!("{}\n{}\n", line(0), line(1))).unwrap();
+        assert_eq!(read_epochs(&path).unwrap(), vec![epoch(0), epoch(1)]);
+        // A malformed line that did end: an error naming the file.
+        std::fs::write(&path, format!("{}\n{{oops\n", line(0))).unwrap();
+        let error = read_epochs(&path).unwrap_err();
+        assert!(error.to_string().contains("metrics.jsonl"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
