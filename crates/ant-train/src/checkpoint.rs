@@ -44,6 +44,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|source| TrainError::io(path, source))
 }
 
+/// The kill tests' hook: with `ANT_TEST_ABORT_AT=POINT` in the environment the process
+/// aborts (no unwinding, no cleanup: a SIGKILL's effect) when it reaches `POINT`. Points:
+/// `checkpoint-before-rename` (every file of a checkpoint written, the directory not yet
+/// renamed into place).
+fn abort_if_asked(point: &str) {
+    if std::env::var("ANT_TEST_ABORT_AT").is_ok_and(|asked| asked == point) {
+        eprintln!("ANT_TEST_ABORT_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
 fn epoch_dir_name(epochs_done: usize) -> String {
     format!("epoch-{epochs_done:04}")
 }
@@ -87,6 +98,7 @@ pub fn save_checkpoint_with(
         })?;
     let text = serde_json::to_string_pretty(state).expect("a train state always serialises");
     write_atomic(&tmp_dir.join("state.json"), text.as_bytes())?;
+    abort_if_asked("checkpoint-before-rename");
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|source| TrainError::io(&final_dir, source))?;
     }
