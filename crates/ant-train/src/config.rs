@@ -389,10 +389,15 @@ pub fn apply_override(root: &mut Value, text: &str) -> Result<()> {
         .ok_or_else(|| bad("expected key.path=value"))?;
     let mut slot = &mut *root;
     for part in key.trim().split('.') {
-        slot = slot
+        let object = slot
             .as_object_mut()
-            .and_then(|object| object.get_mut(part))
-            .ok_or_else(|| bad(&format!("no config field {part:?}")))?;
+            .ok_or_else(|| bad(&format!("{part:?}: its parent is not a section")))?;
+        if !object.contains_key(part) {
+            let hint = nearest_key(part, object.keys())
+                .map_or_else(String::new, |near| format!(" (did you mean {near:?}?)"));
+            return Err(bad(&format!("no config field {part:?}{hint}")));
+        }
+        slot = object.get_mut(part).expect("checked above");
     }
     let value = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.into()));
     *slot = value;
@@ -419,18 +424,19 @@ fn unknown_key(given: &Value, known: &Value, prefix: &str) -> Option<(String, Op
                     return Some(found);
                 }
             }
-            None => {
-                let nearest = known
-                    .keys()
-                    .map(|candidate| (edit_distance(key, candidate), candidate))
-                    .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
-                    .min()
-                    .map(|(_, candidate)| candidate.clone());
-                return Some((path, nearest));
-            }
+            None => return Some((path, nearest_key(key, known.keys()))),
         }
     }
     None
+}
+
+/// The key of `candidates` nearest to `key`, when it is near enough to be a typo of it.
+fn nearest_key<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<String> {
+    candidates
+        .map(|candidate| (edit_distance(key, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
+        .min()
+        .map(|(_, candidate)| candidate.clone())
 }
 
 /// Levenshtein distance between two keys (by characters).
@@ -686,6 +692,17 @@ mod tests {
             message.contains("\"learning_rate_of_everything\"")
                 && !message.contains("did you mean"),
             "{message}"
+        );
+        // The same for --set: the key named, the near one suggested.
+        let error = TrainConfig::load(
+            &configs_dir().join("default.json"),
+            &["standalone.warmup_stepz=3".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("\"warmup_stepz\"") && error.contains("did you mean \"warmup_steps\""),
+            "{error}"
         );
         // A key of the flattened stage settings inside `supernet` is known.
         assert!(
