@@ -37,42 +37,85 @@ fn allowed(module: &str, name: &str) -> bool {
     ALLOWED.contains(&(module, name)) || (module == "torch" && name.ends_with("Storage"))
 }
 
-/// The pickles inside a `.pth` file: the `*/data.pkl` entries of the ZIP format, or the whole
-/// file for the legacy and plain-pickle formats; none for a file that is neither (the reader
-/// then refuses it as not a checkpoint).
-pub(crate) fn pickles(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
-    if !bytes.starts_with(b"PK") {
-        // The first bytes the reader takes for a pickle (or the legacy format, which opens
-        // with one); anything else it refuses as not a checkpoint, with its own message.
-        let pickle_like = matches!(bytes.first(), Some(0x80 | b'(' | b'}' | b']' | b'c'));
-        return Ok(if pickle_like { vec![bytes] } else { Vec::new() });
+/// Why a file was refused.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Refusal {
+    /// A pickle names this global (`module.name`), outside the allowlist.
+    Global(String),
+    /// A pickle the scan cannot walk, or an archive it cannot open.
+    Unreadable(String),
+}
+
+/// Pickles at the start of a non-ZIP file that may be read: the legacy format
+/// (`torch.save(..., _use_new_zipfile_serialization=False)`) is five pickles (magic number,
+/// protocol, system info, the object, the storage keys) and then raw storage bytes; a plain
+/// pickle file is one.
+const LEGACY_PICKLES: usize = 5;
+
+/// Checks every pickle of the `.pth` file at `path`: the `*/data.pkl` entries of the ZIP
+/// format, the pickles of the legacy format, or a plain pickle. A file that is none of these
+/// passes, and the reader then refuses it as not a checkpoint, with its own message.
+pub(crate) fn check_file(path: &Path) -> Result<(), Refusal> {
+    let unreadable = |error: &dyn std::fmt::Display| Refusal::Unreadable(error.to_string());
+    let mut file = std::fs::File::open(path).map_err(|error| unreadable(&error))?;
+    let mut magic = [0u8; 2];
+    let is_zip = file.read_exact(&mut magic).is_ok() && magic == *b"PK";
+    if !is_zip {
+        let bytes = std::fs::read(path).map_err(|error| unreadable(&error))?;
+        return check_pickles(&bytes);
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|error| format!("not a readable ZIP: {error}"))?;
-    let mut found = Vec::new();
+    // The archive reads its directory and the entries asked for, not the tensor data.
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|error| Refusal::Unreadable(format!("not a readable ZIP: {error}")))?;
     for index in 0..archive.len() {
         let mut entry = archive
             .by_index(index)
-            .map_err(|error| format!("ZIP entry {index}: {error}"))?;
+            .map_err(|error| Refusal::Unreadable(format!("ZIP entry {index}: {error}")))?;
         let name = entry
             .name()
-            .map_err(|error| format!("ZIP entry {index}: {error}"))?
+            .map_err(|error| Refusal::Unreadable(format!("ZIP entry {index}: {error}")))?
             .into_owned();
         if name.ends_with(".pkl") {
             let mut data = Vec::new();
             entry
                 .read_to_end(&mut data)
-                .map_err(|error| format!("ZIP entry {name}: {error}"))?;
-            found.push(data);
+                .map_err(|error| Refusal::Unreadable(format!("ZIP entry {name}: {error}")))?;
+            if let (Some(global), _) = forbidden_global(&data).map_err(Refusal::Unreadable)? {
+                return Err(Refusal::Global(global));
+            }
         }
     }
-    Ok(found)
+    Ok(())
 }
 
-/// The first global of `pickle` that is not allowed, as `module.name`; `Err` for a pickle
-/// the scan cannot walk (an unknown opcode, an argument running past the end).
-pub(crate) fn forbidden_global(pickle: &[u8]) -> Result<Option<String>, String> {
+/// [`check_file`] for a non-ZIP file's bytes: the first pickle, and the ones after it while
+/// they continue the legacy format's sequence (protocol 2 and up, at most
+/// [`LEGACY_PICKLES`]).
+fn check_pickles(bytes: &[u8]) -> Result<(), Refusal> {
+    // The first bytes the reader takes for a pickle (or the legacy format, which opens with
+    // one); anything else it refuses itself.
+    if !matches!(bytes.first(), Some(0x80 | b'(' | b'}' | b']' | b'c')) {
+        return Ok(());
+    }
+    let mut at = 0;
+    for index in 0..LEGACY_PICKLES {
+        if index > 0 && bytes.get(at) != Some(&0x80) {
+            break;
+        }
+        let (found, length) = forbidden_global(&bytes[at..]).map_err(Refusal::Unreadable)?;
+        if let Some(global) = found {
+            return Err(Refusal::Global(global));
+        }
+        at += length;
+    }
+    Ok(())
+}
+
+/// The first global of the pickle at the start of `pickle` that is not allowed, as
+/// `module.name`, and the pickle's length in bytes (through its STOP; the whole slice if it
+/// has none); `Err` for a pickle the scan cannot walk (an unknown opcode, an argument
+/// running past the end).
+fn forbidden_global(pickle: &[u8]) -> Result<(Option<String>, usize), String> {
     let mut at = 0usize;
     // The values most recently pushed, as far as globals need them: strings (literal or
     // fetched from the memo) are known, anything else is `None`.
@@ -115,7 +158,7 @@ pub(crate) fn forbidden_global(pickle: &[u8]) -> Result<Option<String>, String> 
                 let module = line(&mut at)?;
                 let name = line(&mut at)?;
                 if let Some(global) = check(&module, &name) {
-                    return Ok(Some(global));
+                    return Ok((Some(global), at));
                 }
                 recent.push(None);
             }
@@ -126,10 +169,10 @@ pub(crate) fn forbidden_global(pickle: &[u8]) -> Result<Option<String>, String> 
                 match (module, name) {
                     (Some(module), Some(name)) => {
                         if let Some(global) = check(&module, &name) {
-                            return Ok(Some(global));
+                            return Ok((Some(global), at));
                         }
                     }
-                    _ => return Ok(Some("a STACK_GLOBAL of computed names".to_string())),
+                    _ => return Ok((Some("a STACK_GLOBAL of computed names".to_string()), at)),
                 }
                 recent.push(None);
             }
@@ -210,7 +253,7 @@ pub(crate) fn forbidden_global(pickle: &[u8]) -> Result<Option<String>, String> 
             }
         }
     }
-    Ok(None)
+    Ok((None, at))
 }
 
 #[cfg(test)]
@@ -229,7 +272,10 @@ mod tests {
         pickle.extend([0x8c, 4]);
         pickle.extend(b"echo");
         pickle.extend([0x85, b'R', b'.']);
-        assert_eq!(forbidden_global(&pickle), Ok(Some("os.system".into())));
+        assert_eq!(
+            check_pickles(&pickle),
+            Err(Refusal::Global("os.system".into()))
+        );
 
         // protocol 4: the names as memoised strings, STACK_GLOBAL.
         let mut pickle = vec![0x80, 4, 0x95, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -242,7 +288,10 @@ mod tests {
         pickle.extend([0x93, 0x94, 0x8c, 2]);
         pickle.extend(b"id");
         pickle.extend([0x85, b'R', b'.']);
-        assert_eq!(forbidden_global(&pickle), Ok(Some("posix.system".into())));
+        assert_eq!(
+            check_pickles(&pickle),
+            Err(Refusal::Global("posix.system".into()))
+        );
     }
 
     #[test]
@@ -253,8 +302,42 @@ mod tests {
         pickle.extend(global("torch._utils", "_rebuild_tensor_v2"));
         pickle.extend(global("torch", "FloatStorage"));
         pickle.extend([b'K', 3, b'J', 1, 0, 0, 0, b'.']);
-        assert_eq!(forbidden_global(&pickle), Ok(None));
-        assert!(forbidden_global(&[0x80, 2, 0xff]).is_err());
-        assert!(forbidden_global(&[0x80, 2, 0x8c, 40, b'a']).is_err());
+        assert_eq!(check_pickles(&pickle), Ok(()));
+        assert!(matches!(
+            check_pickles(&[0x80, 2, 0xff]),
+            Err(Refusal::Unreadable(_))
+        ));
+        assert!(matches!(
+            check_pickles(&[0x80, 2, 0x8c, 40, b'a']),
+            Err(Refusal::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn should_scan_the_object_pickle_of_the_legacy_format_not_only_the_first() {
+        // Magic number, protocol and system info pickles, benign, then the object pickle,
+        // which calls os.system, then raw storage bytes.
+        let mut prefix = vec![0x80, 2, 0x8a, 10];
+        prefix.extend([
+            0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+        ]);
+        prefix.extend([0x80, 2, b'M', 0xe9, 0x03, b'.']);
+        prefix.extend([0x80, 2, b'}', b'.']);
+        let mut file = prefix.clone();
+        file.extend([0x80, 2]);
+        file.extend(global("os", "system"));
+        file.extend([0x8c, 2]);
+        file.extend(b"id");
+        file.extend([0x85, b'R', b'.']);
+        file.extend([0xff; 16]);
+        assert_eq!(
+            check_pickles(&file),
+            Err(Refusal::Global("os.system".into()))
+        );
+        // The same file with a benign object pickle passes, its raw data unscanned.
+        let mut good = prefix;
+        good.extend([0x80, 2, b'}', b'.']);
+        good.extend([0xff; 16]);
+        assert_eq!(check_pickles(&good), Ok(()));
     }
 }

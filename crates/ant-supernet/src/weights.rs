@@ -31,30 +31,29 @@ impl WeightMap {
     /// Reads a PyTorch state dict (`torch.save(model.state_dict())`); a nested
     /// `state_dict` / `model` entry is looked into as well.
     pub fn from_pytorch(path: &Path) -> Result<Self> {
+        use crate::pickle_scan::Refusal;
         use burn::store::pytorch_reader::{DType, PytorchReader};
         if !path.is_file() {
             return Err(read_error(path, "no such file"));
         }
         // Before any of it is read: a pickle that names globals a state dict never needs is
         // refused (see `pickle_scan`).
-        for pickle in crate::pickle_scan::pickles(path).map_err(|error| read_error(path, error))? {
-            match crate::pickle_scan::forbidden_global(&pickle) {
-                Ok(None) => {}
-                Ok(Some(global)) => {
-                    return Err(read_error(
-                        path,
-                        format!(
-                            "refused: its pickle calls {global}, which a state dict never \
-                             needs (a crafted file?); nothing was run"
-                        ),
-                    ));
-                }
-                Err(reason) => {
-                    return Err(read_error(
-                        path,
-                        format!("refused: its pickle does not scan ({reason})"),
-                    ));
-                }
+        match crate::pickle_scan::check_file(path) {
+            Ok(()) => {}
+            Err(Refusal::Global(global)) => {
+                return Err(read_error(
+                    path,
+                    format!(
+                        "refused: its pickle calls {global}, which a state dict never needs \
+                         (a crafted file?); nothing was run"
+                    ),
+                ));
+            }
+            Err(Refusal::Unreadable(reason)) => {
+                return Err(read_error(
+                    path,
+                    format!("refused: its pickle does not scan ({reason})"),
+                ));
             }
         }
         let reader = PytorchReader::new(path)
