@@ -151,16 +151,11 @@ fn lock_run(run_dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Whether any stage directory of `run_dir` holds an epoch checkpoint.
+/// Whether any stage directory of `run_dir` holds a complete checkpoint.
 fn has_checkpoint(run_dir: &Path) -> bool {
     std::fs::read_dir(run_dir).is_ok_and(|entries| {
         entries.flatten().any(|stage| {
-            std::fs::read_dir(stage.path()).is_ok_and(|inner| {
-                inner.flatten().any(|entry| {
-                    entry.file_name().to_string_lossy().starts_with("epoch-")
-                        && entry.path().is_dir()
-                })
-            })
+            crate::checkpoint::list_checkpoints(&stage.path()).is_ok_and(|found| !found.is_empty())
         })
     })
 }
