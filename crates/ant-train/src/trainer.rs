@@ -387,7 +387,10 @@ fn step_loss(
             None => kd,
         });
     }
-    let mut anchor_term = None;
+    let distill_sum = distill
+        .clone()
+        .expect("the sandwich has at least one student");
+    let mut total = detection.clone() + distill_sum.mul_scalar(config.supernet.distill_weight);
     if let Some(anchor) = anchor {
         // The frozen standalone detector on the same images: its outputs are constants (the
         // loss detaches them) and its parameters take no gradient.
@@ -400,14 +403,7 @@ fn step_loss(
             &loss_config,
             device,
         );
-        anchor_term = Some(kd.mul_scalar(settings.standalone_distill_weight));
-    }
-    let distill_sum = distill
-        .clone()
-        .expect("the sandwich has at least one student");
-    let mut total = detection.clone() + distill_sum.mul_scalar(config.supernet.distill_weight);
-    if let Some(term) = anchor_term {
-        total = total + term;
+        total = total + kd.mul_scalar(settings.standalone_distill_weight);
     }
     Ok(StepLoss {
         total,
