@@ -120,6 +120,22 @@ pub struct RunOptions {
     pub stop_after_epochs: Option<usize>,
 }
 
+impl RunOptions {
+    /// A fresh, quiet run into `run_dir` on `device`: no replicas besides it, no resume, no
+    /// progress line, every epoch. Change fields with struct-update syntax
+    /// (`RunOptions { resume: true, ..RunOptions::new(dir, device) }`).
+    pub fn new(run_dir: impl Into<PathBuf>, device: Device) -> Self {
+        Self {
+            run_dir: run_dir.into(),
+            device,
+            replica_devices: Vec::new(),
+            resume: false,
+            progress: false,
+            stop_after_epochs: None,
+        }
+    }
+}
+
 /// What a finished (or stopped) stage returns.
 #[derive(Debug)]
 pub struct StageOutcome {

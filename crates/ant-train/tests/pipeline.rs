@@ -27,14 +27,7 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     ];
     let config = TrainConfig::load(&path, &overrides).unwrap();
     let run_dir = root.join("run");
-    let options = RunOptions {
-        run_dir: run_dir.clone(),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
-        resume: false,
-        progress: false,
-        stop_after_epochs: None,
-    };
+    let options = RunOptions::new(run_dir.clone(), Device::flex());
     // The synthetic set is generated because data.root is missing (12 sequences x 8 frames).
     let outcome = run_pipeline(&config, &options).unwrap();
     let names: Vec<&str> = outcome

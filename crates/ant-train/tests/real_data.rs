@@ -57,14 +57,7 @@ fn should_learn_to_detect_the_vehicles_of_the_nine_real_frames() {
     };
     let run_dir = std::env::temp_dir().join(format!("ant-train-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
-    let options = RunOptions {
-        run_dir: run_dir.clone(),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
-        resume: false,
-        progress: false,
-        stop_after_epochs: None,
-    };
+    let options = RunOptions::new(run_dir.clone(), Device::flex());
     let started = std::time::Instant::now();
     let outcome = train_stage(
         &config,
@@ -140,14 +133,7 @@ fn should_start_stage_zero_from_an_effdet_checkpoint_with_a_new_class_head() {
     };
     let run_dir = std::env::temp_dir().join(format!("ant-train-init-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
-    let options = RunOptions {
-        run_dir: run_dir.clone(),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
-        resume: false,
-        progress: false,
-        stop_after_epochs: None,
-    };
+    let options = RunOptions::new(run_dir.clone(), Device::flex());
     let init = ModelInit::Effdet(weights);
     let outcome = train_stage(&config, Stage::Standalone, &init, &data, &options).unwrap();
     assert!(outcome.finished && outcome.epochs[0].loss.is_finite());

@@ -85,12 +85,9 @@ fn should_end_a_killed_and_resumed_run_identical_to_an_uninterrupted_one() {
         .unwrap()
         .with_color_jitter(0.2);
     let options = |name: &str, resume: bool, stop: Option<usize>| RunOptions {
-        run_dir: root.join(name),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
         resume,
-        progress: false,
         stop_after_epochs: stop,
+        ..RunOptions::new(root.join(name), Device::flex())
     };
     let run = |name: &str, resume: bool, stop: Option<usize>| {
         let stage0 = train_stage(
@@ -201,12 +198,9 @@ fn should_stop_on_a_non_finite_loss_and_keep_the_last_good_checkpoint() {
         batcher: DetracBatcher::new(InputTransform::new(128, 128)),
     };
     let options = |resume: bool, stop: Option<usize>| RunOptions {
-        run_dir: root.join("run"),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
         resume,
-        progress: false,
         stop_after_epochs: stop,
+        ..RunOptions::new(root.join("run"), Device::flex())
     };
     let good = train_stage(
         &config,
@@ -255,12 +249,8 @@ fn should_refuse_to_resume_a_directory_without_a_run() {
     let root = std::env::temp_dir().join(format!("ant-train-no-run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let options = |run_dir: PathBuf| RunOptions {
-        run_dir,
-        device: Device::flex(),
-        replica_devices: Vec::new(),
         resume: true,
-        progress: false,
-        stop_after_epochs: None,
+        ..RunOptions::new(run_dir, Device::flex())
     };
     // A directory that does not exist: an error, and nothing is created or trained.
     let missing = root.join("typo");
@@ -293,12 +283,8 @@ fn should_refuse_a_second_training_on_a_run_directory_but_not_a_stale_lock() {
     other.seed += 1;
     other.save(&run_dir.join("config.json")).unwrap();
     let options = RunOptions {
-        run_dir: run_dir.clone(),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
         resume: true,
-        progress: false,
-        stop_after_epochs: None,
+        ..RunOptions::new(run_dir.clone(), Device::flex())
     };
     let lock_path = run_dir.join(ant_train::pipeline::LOCK_FILE);
 

@@ -105,14 +105,7 @@ fn should_start_at_zero_and_keep_the_full_network_near_the_standalone_detector()
         .unwrap(),
         batcher: DetracBatcher::new(InputTransform::new(128, 128)),
     };
-    let options = |name: &str| RunOptions {
-        run_dir: root.join(name),
-        device: Device::flex(),
-        replica_devices: Vec::new(),
-        resume: false,
-        progress: false,
-        stop_after_epochs: None,
-    };
+    let options = |name: &str| RunOptions::new(root.join(name), Device::flex());
     let stage0 = train_stage(
         &plain,
         Stage::Standalone,
