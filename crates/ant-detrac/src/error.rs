@@ -147,6 +147,46 @@ pub enum DetracError {
         /// The image path.
         path: PathBuf,
     },
+    /// A directory or video without a single frame.
+    #[error("{path}: {what}")]
+    NoFrames {
+        /// The directory or video.
+        path: PathBuf,
+        /// What was looked for.
+        what: String,
+    },
+    /// An external program a source needs is not installed.
+    #[error(
+        "{path}: reading it needs `{program}`, which was not found; install it (Debian and \
+         Ubuntu: apt-get install ffmpeg) or give its path (`infer --ffmpeg PATH`)",
+        program = program.display()
+    )]
+    MissingProgram {
+        /// The program looked for.
+        program: PathBuf,
+        /// The file that needs it.
+        path: PathBuf,
+    },
+    /// ffmpeg could not read a video, or stopped before its end.
+    #[error("{path}: ffmpeg could not read the video after {frames} frame(s): {message}")]
+    Video {
+        /// The video.
+        path: PathBuf,
+        /// Frames read before the failure.
+        frames: usize,
+        /// ffmpeg's last error lines.
+        message: String,
+    },
+    /// A frame of a video that decoded with errors, or not at all.
+    #[error("{path}: frame {index} did not decode cleanly: {message}")]
+    BadVideoFrame {
+        /// The video.
+        path: PathBuf,
+        /// 1-based position of the frame in the stream.
+        index: usize,
+        /// The decoder's messages.
+        message: String,
+    },
     /// No annotation file for a sequence in a release directory.
     #[error("{root}: no annotation file for sequence {sequence} (looked for {looked_for})")]
     MissingAnnotation {

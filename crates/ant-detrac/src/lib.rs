@@ -8,6 +8,8 @@
 //! - [`transform`]: letterbox resize with the exact box inverse, flip, normalisation.
 //! - [`dataset`] and [`batcher`]: Burn `Dataset`s of single frames and of key-frame clips, and
 //!   a `Batcher` that decodes JPEGs in parallel.
+//! - [`frames`]: frame sources for streaming: a directory of images, or a video decoded by
+//!   the system's ffmpeg frame by frame.
 //! - [`coco`]: COCO ground-truth export; [`stats`]: per-sequence statistics.
 //! - [`synth`]: a procedural generator writing sequences in the exact UA-DETRAC format.
 #![warn(missing_docs)]
@@ -19,6 +21,7 @@ pub mod coco;
 pub mod dataset;
 pub mod draw;
 pub mod error;
+pub mod frames;
 pub mod layout;
 pub mod split;
 pub mod stats;
@@ -35,6 +38,7 @@ pub use dataset::{
     load_frame, load_split,
 };
 pub use error::DetracError;
+pub use frames::{BadFrame, Frame, FrameSource, SourceItem, VideoOptions};
 pub use layout::{ReleaseLayout, SequencePaths};
 pub use split::{Split, SplitEntry, SplitList};
 pub use stats::SequenceStats;
