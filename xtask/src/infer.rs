@@ -1,15 +1,22 @@
 //! `cargo xtask infer`: runs the streaming ANT detector (`ant_temporal::AntDetector`) over
-//! the JPEG frames of a directory, in name order, and writes one JSON object per frame
-//! (`frame`, `key`, `arch`, `gmac`, `ms`, `detections` with `bbox` `[x, y, w, h]` in source
-//! pixels, `score`, `class`), optionally drawing each frame with its boxes (those scoring at
-//! least `--draw-min-score`), key flag and ratios.
+//! the JPEG/PNG frames of a directory, in name order, or over a video decoded by the system's
+//! ffmpeg (`ant_detrac::frames`), and writes one JSON object per frame (`frame`, `index`,
+//! `size`, `key`, `arch`, `gmac`, `ms`, `decode_ms`, `detections` with `bbox` `[x, y, w, h]` in
+//! source pixels, `score`, `class`), optionally drawing each frame with its boxes (those scoring
+//! at least `--draw-min-score`), key flag and ratios.
+//!
+//! Frames of any size are letterboxed to the model's input one by one and their boxes mapped
+//! back to their own pixels; when the size changes within a stream (a camera switching
+//! resolution), the frame is made a key frame: the key frame's features describe another
+//! geometry.
 //!
 //! Modes: `--threshold T` (adaptive ANT), `--interval N` (fixed-interval ANT, the default with
 //! N = 3, the paper's training schedule), `--non-temporal` (gates on each frame's own
 //! features), `--static R,R,R,R,R,R` (a static subnet; with `--threshold`/`--interval`,
 //! fixed ratios on the non-key frames instead of the gates).
 //!
-//! A frame that does not decode stops the run with its file named, or with
+//! A frame that does not decode (a corrupt or truncated file; a video frame ffmpeg decodes
+//! with errors or loses) stops the run with its file or index named, or with
 //! `--on-bad-frame skip` is reported, written as a `skipped` line and counted.
 
 use std::fs::File;
@@ -19,6 +26,7 @@ use std::time::Instant;
 
 use ant_detrac::classes::VehicleClass;
 use ant_detrac::draw::{class_color, draw_box};
+use ant_detrac::frames::{FrameSource, SourceItem, VideoOptions};
 use ant_detrac::transform::InputTransform;
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, FrameResult, Mode, temporal_path};
@@ -33,9 +41,16 @@ use crate::device::DeviceChoice;
 /// Arguments of `cargo xtask infer`.
 #[derive(Args, Debug)]
 pub struct InferArgs {
-    /// Directory of JPEG frames, processed in name order as one stream.
+    /// Directory of JPEG or PNG frames, processed in name order as one stream.
+    #[arg(long, required_unless_present = "video", conflicts_with = "video")]
+    frames: Option<PathBuf>,
+    /// Video file (any format the system's ffmpeg reads, or a stream URL), decoded by ffmpeg
+    /// frame by frame at each frame's own size.
     #[arg(long)]
-    frames: PathBuf,
+    video: Option<PathBuf>,
+    /// The ffmpeg program that decodes `--video` (default: `ffmpeg` on `PATH`).
+    #[arg(long, default_value = "ffmpeg", requires = "video")]
+    ffmpeg: PathBuf,
     /// Native checkpoint `MODEL.bpk` (+ `MODEL.json`); the temporal modules are read from
     /// `MODEL.temporal.bpk` beside it.
     #[arg(long, conflicts_with = "random_init")]
@@ -112,25 +127,6 @@ fn mode(args: &InferArgs) -> Mode {
     }
 }
 
-fn frame_paths(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry
-            .with_context(|| format!("reading {}", dir.display()))?
-            .path();
-        let is_jpeg = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"));
-        if is_jpeg {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    anyhow::ensure!(!paths.is_empty(), "no JPEG frames in {}", dir.display());
-    Ok(paths)
-}
-
 /// Runs the command.
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
@@ -182,10 +178,20 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let mut detector = AntDetector::new(model, temporal, mode)?;
     let transform = InputTransform::new(image_size as u32, image_size as u32);
 
-    let mut paths = frame_paths(&args.frames)?;
-    if let Some(limit) = args.limit {
-        paths.truncate(limit);
-    }
+    let (mut source, input) = match (&args.frames, &args.video) {
+        (Some(dir), _) => (FrameSource::directory(dir)?, dir),
+        (None, Some(video)) => {
+            let options = VideoOptions {
+                program: args.ffmpeg.clone(),
+            };
+            (FrameSource::video_with(video, &options)?, video)
+        }
+        (None, None) => anyhow::bail!("give --frames DIR or --video FILE"),
+    };
+    let total = match (source.remaining(), args.limit) {
+        (Some(remaining), Some(limit)) => Some(remaining.min(limit)),
+        (remaining, limit) => remaining.or(limit),
+    };
     if let Some(dir) = &args.draw {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -197,50 +203,58 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = BufWriter::new(file);
     eprintln!(
-        "infer: {} frames of {} at {image_size} px, mode {}",
-        paths.len(),
-        args.frames.display(),
+        "infer: {} of {} at {image_size} px, mode {}",
+        total.map_or("the frames".to_string(), |n| format!("{n} frames")),
+        input.display(),
         mode.name()
     );
 
     let mut summary = Summary::default();
+    let mut size = None;
     let started = Instant::now();
-    for (index, path) in paths.iter().enumerate() {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let image = match ant_detrac::decode_image(path) {
-            Ok(image) => image,
-            Err(error) if args.on_bad_frame == OnBadFrame::Skip => {
-                let reason = format!("{:#}", anyhow::Error::new(error));
-                eprintln!("\ninfer: skipping frame {} ({name}): {reason}", index + 1);
-                let line = json!({"frame": name, "skipped": true, "error": reason});
+    let limit = args.limit.unwrap_or(usize::MAX);
+    for item in source.by_ref().take(limit) {
+        let frame = match item? {
+            SourceItem::Frame(frame) => frame,
+            SourceItem::Bad(bad) if args.on_bad_frame == OnBadFrame::Skip => {
+                let reason = format!("{:#}", anyhow::Error::new(bad.error));
+                eprintln!(
+                    "\ninfer: skipping frame {} ({}): {reason}",
+                    bad.index, bad.name
+                );
+                let line = json!({"frame": bad.name, "index": bad.index, "skipped": true, "error": reason});
                 writeln!(out, "{line}")
                     .with_context(|| format!("writing {}", args.out.display()))?;
-                summary.skipped.push(name);
+                summary.skipped.push(bad.name);
                 continue;
             }
-            Err(error) => {
+            SourceItem::Bad(bad) => {
                 eprintln!();
-                return Err(anyhow::Error::new(error).context(format!(
+                return Err(anyhow::Error::new(bad.error).context(format!(
                     "frame {} of {} does not decode (pass --on-bad-frame skip to go on \
                      without it)",
-                    index + 1,
-                    args.frames.display()
+                    bad.index,
+                    input.display()
                 )));
             }
         };
-        let (input, letterbox) = transform.letterbox_image(&image);
-        let values = transform.normalize(&input);
-        let frame = Tensor::<4>::from_data(
+        let image = &frame.image;
+        let frame_size = image.dimensions();
+        if size.is_some_and(|previous| previous != frame_size) {
+            // The key frame's features describe another geometry: start anew.
+            detector.reset();
+            summary.size_changes += 1;
+        }
+        size = Some(frame_size);
+        let (input_image, letterbox) = transform.letterbox_image(image);
+        let values = transform.normalize(&input_image);
+        let tensor = Tensor::<4>::from_data(
             TensorData::new(values, [1, 3, image_size, image_size]),
             &device,
         );
         let result = detector
-            .process(frame)
-            .with_context(|| format!("processing {}", path.display()))?;
+            .process(tensor)
+            .with_context(|| format!("processing frame {} ({})", frame.index, frame.name))?;
         let (width, height) = (image.width() as f32, image.height() as f32);
         let boxes: Vec<_> = result
             .detections
@@ -256,11 +270,14 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             })
             .collect();
         let line = json!({
-            "frame": name,
+            "frame": frame.name,
+            "index": frame.index,
+            "size": [frame_size.0, frame_size.1],
             "key": result.key,
             "arch": result.arch.ratios(),
             "gmac": result.gmac,
             "ms": result.latency_ms,
+            "decode_ms": frame.decode_ms,
             "fusion_gate_ms": result.fusion_gate_ms,
             "deviation": result.deviation,
             "detections": detections,
@@ -274,30 +291,53 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                 draw_box(&mut canvas, *bbox, class_color(class), 2);
             }
             annotate(&mut canvas, &result);
-            let target = dir.join(&name);
+            let target = dir.join(drawing_name(&frame.name));
             canvas
                 .save(&target)
                 .with_context(|| format!("writing {}", target.display()))?;
         }
-        summary.add(&result);
-        progress(index + 1, paths.len(), started, &result);
+        summary.add(&result, frame.decode_ms);
+        progress(summary.frames(), total, started, &result);
     }
     out.flush()
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!();
+    anyhow::ensure!(
+        summary.frames() + summary.skipped.len() > 0,
+        "no frame of {} was processed",
+        input.display()
+    );
     summary.print();
     Ok(())
 }
 
-fn progress(done: usize, total: usize, started: Instant, result: &FrameResult) {
+/// The file a drawn frame is written to: a frame file's own name, a video frame's index as a
+/// JPEG.
+fn drawing_name(name: &str) -> String {
+    if Path::new(name).extension().is_some() {
+        name.to_string()
+    } else {
+        format!("{name}.jpg")
+    }
+}
+
+fn progress(done: usize, total: Option<usize>, started: Instant, result: &FrameResult) {
     const WIDTH: usize = 30;
-    let filled = done * WIDTH / total.max(1);
     let elapsed = started.elapsed().as_secs_f64();
-    let eta = elapsed / done as f64 * (total - done) as f64;
+    let position = match total {
+        Some(total) => {
+            let filled = (done * WIDTH / total.max(1)).min(WIDTH);
+            let eta = elapsed / done as f64 * total.saturating_sub(done) as f64;
+            format!(
+                "[{}{}] {done}/{total} eta {eta:.0}s",
+                "=".repeat(filled),
+                " ".repeat(WIDTH - filled)
+            )
+        }
+        None => format!("{done} frames in {elapsed:.0}s"),
+    };
     eprint!(
-        "\r[{}{}] {done}/{total} {} {} {:.2} GMAC {:.0} ms  eta {eta:.0}s   ",
-        "=".repeat(filled),
-        " ".repeat(WIDTH - filled),
+        "\r{position} {} {} {:.2} GMAC {:.0} ms   ",
         if result.key { "key    " } else { "non-key" },
         result.arch,
         result.gmac,
@@ -305,61 +345,92 @@ fn progress(done: usize, total: usize, started: Instant, result: &FrameResult) {
     );
 }
 
+/// The median of `values` (0 when empty).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        0.5 * (values[middle - 1] + values[middle])
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+    if count == 0 { 0.0 } else { sum / count as f64 }
+}
+
+/// One processed frame, for the summary.
+struct FrameRecord {
+    key: bool,
+    gmac: f64,
+    ms: f64,
+    fusion_gate_ms: f64,
+    decode_ms: f64,
+}
+
 #[derive(Default)]
 struct Summary {
-    key: Vec<(f64, f64)>,
-    non_key: Vec<(f64, f64, f64)>,
+    frames: Vec<FrameRecord>,
     /// Frames that did not decode, skipped with `--on-bad-frame skip`.
     skipped: Vec<String>,
+    /// Frames whose size differed from the previous frame's.
+    size_changes: usize,
 }
 
 impl Summary {
-    fn add(&mut self, result: &FrameResult) {
-        if result.key {
-            self.key.push((result.gmac, result.latency_ms));
-        } else {
-            self.non_key
-                .push((result.gmac, result.latency_ms, result.fusion_gate_ms));
-        }
+    fn add(&mut self, result: &FrameResult, decode_ms: f64) {
+        self.frames.push(FrameRecord {
+            key: result.key,
+            gmac: result.gmac,
+            ms: result.latency_ms,
+            fusion_gate_ms: result.fusion_gate_ms,
+            decode_ms,
+        });
+    }
+
+    fn frames(&self) -> usize {
+        self.frames.len()
     }
 
     fn print(&self) {
-        let frames = self.key.len() + self.non_key.len();
-        let mean = |values: &mut dyn Iterator<Item = f64>| {
-            let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-            if count == 0 { 0.0 } else { sum / count as f64 }
-        };
+        let all = || self.frames.iter();
+        let keys = || self.frames.iter().filter(|f| f.key);
+        let others = || self.frames.iter().filter(|f| !f.key);
         eprintln!(
-            "{frames} frames, {} key: mean {:.3} GMAC, {:.1} ms per frame",
-            self.key.len(),
-            mean(
-                &mut self
-                    .key
-                    .iter()
-                    .map(|k| k.0)
-                    .chain(self.non_key.iter().map(|n| n.0))
-            ),
-            mean(
-                &mut self
-                    .key
-                    .iter()
-                    .map(|k| k.1)
-                    .chain(self.non_key.iter().map(|n| n.1))
-            ),
+            "{} frames, {} key: mean {:.3} GMAC; detector median {:.1} ms (mean {:.1}) per \
+             frame, decoding median {:.1} ms (timed apart)",
+            self.frames(),
+            keys().count(),
+            mean(all().map(|f| f.gmac)),
+            median(all().map(|f| f.ms)),
+            mean(all().map(|f| f.ms)),
+            median(all().map(|f| f.decode_ms)),
         );
-        if !self.key.is_empty() {
+        if keys().next().is_some() {
             eprintln!(
-                "  key frames:     {:.3} GMAC, {:.1} ms",
-                mean(&mut self.key.iter().map(|k| k.0)),
-                mean(&mut self.key.iter().map(|k| k.1)),
+                "  key frames:     {:.3} GMAC, median {:.1} ms",
+                mean(keys().map(|f| f.gmac)),
+                median(keys().map(|f| f.ms)),
             );
         }
-        if !self.non_key.is_empty() {
+        if others().next().is_some() {
             eprintln!(
-                "  other frames:   {:.3} GMAC, {:.1} ms (fusion + gates {:.1} ms)",
-                mean(&mut self.non_key.iter().map(|n| n.0)),
-                mean(&mut self.non_key.iter().map(|n| n.1)),
-                mean(&mut self.non_key.iter().map(|n| n.2)),
+                "  other frames:   {:.3} GMAC, median {:.1} ms (fusion + gates {:.1} ms)",
+                mean(others().map(|f| f.gmac)),
+                median(others().map(|f| f.ms)),
+                median(others().map(|f| f.fusion_gate_ms)),
+            );
+        }
+        if self.size_changes > 0 {
+            eprintln!(
+                "  frame size changed {} time(s); each change started a key frame",
+                self.size_changes
             );
         }
         if !self.skipped.is_empty() {
