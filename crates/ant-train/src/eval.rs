@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use ant_detrac::coco::CocoGroundTruth;
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::transform::boxes_to_frame;
 use ant_detrac::{
     DetracBatcher, FrameDataset, InputTransform, LoadedSequence, load_frame, to_coco,
 };
 use ant_metrics::{
-    CocoDataset, Detection, EvalParams, IgnorePolicy, IgnoreRegions, evaluate_detrac,
+    CocoDataset, Detection, DetracGroundTruth, EvalParams, IgnorePolicy, IgnoreRegions,
+    evaluate_detrac,
 };
 use ant_supernet::{EfficientDet, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, Mode};
@@ -65,30 +65,23 @@ pub struct EvalGroundTruth {
 }
 
 impl EvalGroundTruth {
-    /// Converts the ant-detrac COCO export of `sequences` (every `frame_step`-th frame).
+    /// The ant-detrac COCO export of `sequences` (every `frame_step`-th frame), read back from
+    /// the JSON text that `cargo xtask dataset to-coco` writes for them.
+    ///
+    /// Going through the text makes the evaluation score exactly what the file states: the
+    /// export's `f32` boxes become the `f64` values a JSON reader (pycocotools, `cargo xtask
+    /// coco-eval`) gets from their shortest decimals, not their binary `f32` values, and the
+    /// regions come from the file's `ignored_regions` key as ant-metrics' `DetracGroundTruth`
+    /// reads them for anyone.
     pub fn new(sequences: &[LoadedSequence], root: &Path, frame_step: usize) -> Result<Self> {
-        let exported: CocoGroundTruth = to_coco(sequences, root, frame_step)?;
-        let mut dataset = CocoDataset::new();
-        let mut image_ids = HashMap::new();
-        for image in &exported.images {
-            dataset.add_image(image.id, image.width, image.height);
-            image_ids.insert((image.sequence.clone(), image.frame), image.id);
-        }
-        for category in &exported.categories {
-            dataset.add_category(u64::from(category.id), category.name.clone());
-        }
-        for annotation in &exported.annotations {
-            dataset.add_annotation(
-                annotation.image_id,
-                u64::from(annotation.category_id),
-                annotation.bbox.map(f64::from),
-                annotation.iscrowd != 0,
-            );
-        }
-        let mut regions = IgnoreRegions::new();
-        for (image_id, boxes) in exported.ignored_regions_by_image() {
-            regions.insert(image_id, boxes);
-        }
+        let exported = to_coco(sequences, root, frame_step)?;
+        let text = serde_json::to_string(&exported).expect("a COCO ground truth serializes");
+        let DetracGroundTruth { dataset, regions } = DetracGroundTruth::from_json_str(&text)?;
+        let image_ids = exported
+            .images
+            .iter()
+            .map(|image| ((image.sequence.clone(), image.frame), image.id))
+            .collect();
         Ok(Self {
             dataset,
             regions,
