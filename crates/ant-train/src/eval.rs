@@ -75,8 +75,8 @@ impl EvalGroundTruth {
     /// reads them for anyone.
     pub fn new(sequences: &[LoadedSequence], root: &Path, frame_step: usize) -> Result<Self> {
         let exported = to_coco(sequences, root, frame_step)?;
-        let text = serde_json::to_string(&exported).expect("a COCO ground truth serializes");
-        let DetracGroundTruth { dataset, regions } = DetracGroundTruth::from_json_str(&text)?;
+        let DetracGroundTruth { dataset, regions } =
+            DetracGroundTruth::from_json_str(&exported.to_json_string())?;
         let image_ids = exported
             .images
             .iter()
