@@ -15,7 +15,7 @@ use ant_detrac::{
     DetracBatcher, FrameDataset, InputTransform, LoadedSequence, load_frame, to_coco,
 };
 use ant_metrics::{
-    CocoDataset, Detection, DetracGroundTruth, EvalParams, IgnorePolicy, IgnoreRegions,
+    CocoDataset, Detection, DetracGroundTruth, EvalParams, EvalResult, IgnorePolicy, IgnoreRegions,
     evaluate_detrac,
 };
 use ant_supernet::{EfficientDet, SubnetArch};
@@ -71,8 +71,9 @@ impl EvalGroundTruth {
     /// Going through the text makes the evaluation score exactly what the file states: the
     /// export's `f32` boxes become the `f64` values a JSON reader (pycocotools, `cargo xtask
     /// coco-eval`) gets from their shortest decimals, not their binary `f32` values, and the
-    /// regions come from the file's `ignored_regions` key as ant-metrics' `DetracGroundTruth`
-    /// reads them for anyone.
+    /// regions come from the file's `ignored_regions` key as `coco-eval --protocol detrac`
+    /// reads them. An export and the detections `cargo xtask eval` writes then give its
+    /// numbers to the last bit.
     pub fn new(sequences: &[LoadedSequence], root: &Path, frame_step: usize) -> Result<Self> {
         let exported = to_coco(sequences, root, frame_step)?;
         let DetracGroundTruth { dataset, regions } =
@@ -87,6 +88,20 @@ impl EvalGroundTruth {
             regions,
             image_ids,
         })
+    }
+
+    /// Scores detections (frame pixels, this ground truth's image ids) as every evaluation of
+    /// ant-train does: COCO bbox evaluation under the DETRAC protocol, ground truth and
+    /// detections at least half inside an ignored region dropped
+    /// ([`IgnorePolicy::DropHalfInside`]).
+    pub fn score(&self, detections: &[Detection]) -> Result<EvalResult> {
+        Ok(evaluate_detrac(
+            &self.dataset,
+            detections,
+            &self.regions,
+            IgnorePolicy::DropHalfInside,
+            &EvalParams::default(),
+        )?)
     }
 }
 
@@ -188,13 +203,7 @@ pub fn evaluate_stream(
             );
         }
     }
-    let result = evaluate_detrac(
-        &ground_truth.dataset,
-        &detections,
-        &ground_truth.regions,
-        IgnorePolicy::DropHalfInside,
-        &EvalParams::default(),
-    )?;
+    let result = ground_truth.score(&detections)?;
     let frames_f = frames.max(1) as f64;
     Ok((
         EvalReport {
@@ -248,13 +257,7 @@ pub fn evaluate(
             );
         }
     }
-    let result = evaluate_detrac(
-        &ground_truth.dataset,
-        &detections,
-        &ground_truth.regions,
-        IgnorePolicy::DropHalfInside,
-        &EvalParams::default(),
-    )?;
+    let result = ground_truth.score(&detections)?;
     let clamp = |value: f64| value.max(0.0);
     Ok(EvalReport {
         ap: clamp(result.stats[0]),
