@@ -4,13 +4,16 @@
 //!   with `--json` the last line is one JSON object with keys `sequence`, `annotated_frames`,
 //!   `max_frame`, `targets`, `ignored_regions`, `vehicle_types`, `classes`.
 //! - `synth --out DIR [--seed S] [--sequences N] [--frames F]`: the synthetic release.
-//! - `to-coco --root DIR [--split train|test] --out GT.json`: COCO ground truth of a split.
+//! - `to-coco --root DIR [--split train|test] [--frame-step N] [--max-sequences N]
+//!   [--ignored-as-crowd] --out GT.json`: COCO ground truth of a split, with the ignored regions
+//!   in an extra `ignored_regions` key (read by `coco-eval --protocol detrac`) or, with
+//!   `--ignored-as-crowd`, as `iscrowd` boxes of every category (for pycocotools).
 
 use std::path::PathBuf;
 
 use ant_detrac::{
-    ReleaseLayout, SequenceAnnotation, SequenceStats, Split, SynthConfig, load_split, to_coco,
-    write_dataset,
+    IgnoredRegionsAs, ReleaseLayout, SequenceAnnotation, SequenceStats, Split, SynthConfig,
+    load_split, to_coco_with, write_dataset,
 };
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
@@ -85,9 +88,19 @@ pub struct ToCocoArgs {
     /// The split to export.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     pub split: SplitArg,
-    /// Keep every n-th annotated frame of each sequence.
+    /// Keep every n-th annotated frame of each sequence (`cargo xtask eval` scores the run
+    /// config's `data.test_frame_step`, 2 in configs/default.json, or its `--frame-step`).
     #[arg(long, default_value_t = 1)]
     pub frame_step: usize,
+    /// Export only the first N sequences of the split (as `cargo xtask eval --max-sequences`).
+    #[arg(long)]
+    pub max_sequences: Option<usize>,
+    /// Write each ignored region as an `iscrowd: 1` box of every category on each frame, for
+    /// plain COCO tools such as pycocotools, instead of the `ignored_regions` key that
+    /// `coco-eval --protocol detrac` reads (the crowd rule is not DETRAC's: see
+    /// docs/results.md).
+    #[arg(long)]
+    pub ignored_as_crowd: bool,
     /// The COCO JSON file to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -193,16 +206,24 @@ fn to_coco_command(args: ToCocoArgs) -> anyhow::Result<()> {
         args.root.display()
     );
     let layout = ReleaseLayout::new(&args.root);
-    let sequences = load_split(&layout, split)
+    let mut sequences = load_split(&layout, split)
         .with_context(|| format!("reading the {split} split of {}", args.root.display()))?;
+    if let Some(limit) = args.max_sequences {
+        sequences.truncate(limit);
+    }
     anyhow::ensure!(
         !sequences.is_empty(),
         "no {split} sequence of the split list under {}",
         args.root.display()
     );
-    let coco = to_coco(&sequences, &args.root, args.frame_step)
+    let regions_as = if args.ignored_as_crowd {
+        IgnoredRegionsAs::Crowd
+    } else {
+        IgnoredRegionsAs::Key
+    };
+    let coco = to_coco_with(&sequences, &args.root, args.frame_step, regions_as)
         .with_context(|| format!("exporting {}", args.root.display()))?;
-    let json = serde_json::to_string(&coco)?;
+    let json = coco.to_json_string();
     if let Some(parent) = args
         .out
         .parent()
@@ -212,11 +233,15 @@ fn to_coco_command(args: ToCocoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    let crowd = coco.annotations.iter().filter(|a| a.iscrowd != 0).count();
+    let regions = match &coco.ignored_regions {
+        Some(regions) => format!("{} ignored regions (key ignored_regions)", regions.len()),
+        None => format!("{crowd} crowd boxes for the ignored regions"),
+    };
     println!(
-        "wrote {} images, {} boxes, {} ignored regions of {} {split} sequences to {}",
+        "wrote {} images, {} boxes, {regions} of {} {split} sequences to {}",
         coco.images.len(),
-        coco.annotations.len(),
-        coco.ignored_regions.len(),
+        coco.annotations.len() - crowd,
         sequences.len(),
         args.out.display()
     );

@@ -6,9 +6,18 @@
 //! frames only, numbered 1.. in (sequence, frame) order, with `file_name` relative to the
 //! release root and two extra fields, `sequence` and `frame`. Boxes are `[x, y, w, h]` in frame
 //! pixels, clipped to the frame (UA-DETRAC boxes may reach one pixel past it), `area = w * h`,
-//! `iscrowd = 0`. The ignored regions, which COCO has no field for, are in an extra top-level
-//! `ignored_regions` list of `{image_id, bbox}` (pycocotools ignores unknown keys); detections
-//! whose box lies in them are discarded before matching under the DETRAC protocol.
+//! `iscrowd = 0`.
+//!
+//! The ignored regions, which COCO has no field for, go one of two ways ([`IgnoredRegionsAs`]):
+//! - [`IgnoredRegionsAs::Key`] (the default): an extra top-level `ignored_regions` list of
+//!   `{image_id, bbox}`, one entry per region and image. pycocotools ignores unknown keys;
+//!   `cargo xtask coco-eval --protocol detrac` (ant-metrics' `DetracGroundTruth`) reads it and
+//!   drops ground truth and detections at least half inside the regions, as `cargo xtask eval`
+//!   does, which builds its ground truth from this export's JSON text.
+//! - [`IgnoredRegionsAs::Crowd`]: each region becomes an `iscrowd = 1` annotation of every
+//!   category on each image, after that image's boxes (regions without area are left out), and
+//!   there is no `ignored_regions` key. Plain COCO tools (pycocotools) then give detections in
+//!   the regions the crowd treatment (ant-metrics' `IgnorePolicy::AsCrowd`, to the bit).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,7 +60,7 @@ pub struct CocoAnnotation {
     pub bbox: [f32; 4],
     /// `width * height`.
     pub area: f32,
-    /// Always 0.
+    /// 0, or 1 for an ignored region exported as a crowd box ([`IgnoredRegionsAs::Crowd`]).
     pub iscrowd: u8,
 }
 
@@ -84,16 +93,34 @@ pub struct CocoGroundTruth {
     pub annotations: Vec<CocoAnnotation>,
     /// The four benchmark classes.
     pub categories: Vec<CocoCategory>,
-    /// The ignored regions per image.
-    #[serde(default)]
-    pub ignored_regions: Vec<CocoIgnoredRegion>,
+    /// The ignored regions per image; `None` (and no key in the JSON) when they were exported
+    /// as crowd annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_regions: Option<Vec<CocoIgnoredRegion>>,
+}
+
+/// Where the export puts the ignored regions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IgnoredRegionsAs {
+    /// In the extra top-level `ignored_regions` list.
+    #[default]
+    Key,
+    /// As `iscrowd = 1` annotations of every category.
+    Crowd,
 }
 
 impl CocoGroundTruth {
-    /// The ignored regions of each image id, as corner boxes.
+    /// The ground truth as the JSON text `cargo xtask dataset to-coco` writes (and `cargo xtask
+    /// eval` reads its ground truth from).
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).expect("a COCO ground truth always serializes")
+    }
+
+    /// The ignored regions of each image id, as corner boxes (none when they were exported as
+    /// crowd annotations).
     pub fn ignored_regions_by_image(&self) -> BTreeMap<u64, Vec<BoxXyxy>> {
         let mut map: BTreeMap<u64, Vec<BoxXyxy>> = BTreeMap::new();
-        for region in &self.ignored_regions {
+        for region in self.ignored_regions.iter().flatten() {
             let [x, y, w, h] = region.bbox;
             map.entry(region.image_id)
                 .or_default()
@@ -140,7 +167,8 @@ fn clipped_xywh(rect: &DetracBox, width: f32, height: f32) -> [f32; 4] {
     [x, y, w, h]
 }
 
-/// Exports the annotated frames (every `frame_step`-th) of the sequences as COCO ground truth.
+/// Exports the annotated frames (every `frame_step`-th) of the sequences as COCO ground truth,
+/// with the ignored regions in the `ignored_regions` key ([`IgnoredRegionsAs::Key`]).
 ///
 /// The frame size is read from the first annotated frame's JPEG header of each sequence;
 /// `root` makes `file_name` relative.
@@ -148,6 +176,16 @@ pub fn to_coco(
     sequences: &[LoadedSequence],
     root: &Path,
     frame_step: usize,
+) -> Result<CocoGroundTruth, DetracError> {
+    to_coco_with(sequences, root, frame_step, IgnoredRegionsAs::Key)
+}
+
+/// [`to_coco`] with the ignored regions where `regions_as` says.
+pub fn to_coco_with(
+    sequences: &[LoadedSequence],
+    root: &Path,
+    frame_step: usize,
+    regions_as: IgnoredRegionsAs,
 ) -> Result<CocoGroundTruth, DetracError> {
     if frame_step == 0 {
         return Err(DetracError::InvalidConfig {
@@ -158,8 +196,9 @@ pub fn to_coco(
         images: Vec::new(),
         annotations: Vec::new(),
         categories: coco_categories(),
-        ignored_regions: Vec::new(),
+        ignored_regions: None,
     };
+    let mut ignored_regions = Vec::new();
     for sequence in sequences {
         let annotation = &sequence.annotation;
         let first =
@@ -217,13 +256,35 @@ pub fn to_coco(
                     iscrowd: 0,
                 });
             }
-            for region in &ignored {
-                ground_truth.ignored_regions.push(CocoIgnoredRegion {
-                    image_id,
-                    bbox: *region,
-                });
+            match regions_as {
+                IgnoredRegionsAs::Key => {
+                    ignored_regions.extend(
+                        ignored
+                            .iter()
+                            .map(|&bbox| CocoIgnoredRegion { image_id, bbox }),
+                    );
+                }
+                IgnoredRegionsAs::Crowd => {
+                    // As ant-metrics' `IgnorePolicy::AsCrowd`: regions with an area, after the
+                    // image's own boxes, region by region, every category of each.
+                    for bbox in ignored.iter().filter(|bbox| bbox[2] > 0.0 && bbox[3] > 0.0) {
+                        for category in &ground_truth.categories {
+                            ground_truth.annotations.push(CocoAnnotation {
+                                id: ground_truth.annotations.len() as u64 + 1,
+                                image_id,
+                                category_id: category.id,
+                                bbox: *bbox,
+                                area: bbox[2] * bbox[3],
+                                iscrowd: 1,
+                            });
+                        }
+                    }
+                }
             }
         }
+    }
+    if regions_as == IgnoredRegionsAs::Key {
+        ground_truth.ignored_regions = Some(ignored_regions);
     }
     Ok(ground_truth)
 }

@@ -31,7 +31,7 @@ pub mod transform;
 pub use annotation::{DetracBox, FrameAnnotation, Occlusion, Schema, SequenceAnnotation, Target};
 pub use batcher::{ClipBatch, DetectionBatch, DetracBatcher};
 pub use classes::{V3_TYPE_TABLE, VehicleClass, VehicleType};
-pub use coco::{CocoGroundTruth, to_coco};
+pub use coco::{CocoGroundTruth, IgnoredRegionsAs, to_coco, to_coco_with};
 pub use dataset::{
     ClipDataset, ClipDatasetConfig, ClipRef, ColorJitter, FrameDataset, FrameDatasetConfig,
     FrameRef, FrameSample, FrameTargets, GtBox, LoadedSequence, decode_frame, decode_image,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use ant_detrac::dataset::{ClipDataset, ClipDatasetConfig, FrameDataset, FrameDatasetConfig};
 use ant_detrac::{
-    DetracBatcher, InputTransform, ReleaseLayout, SequenceStats, Split, SynthConfig, load_split,
-    to_coco, write_dataset,
+    DetracBatcher, IgnoredRegionsAs, InputTransform, ReleaseLayout, SequenceStats, Split,
+    SynthConfig, load_split, to_coco, to_coco_with, write_dataset,
 };
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -97,6 +97,36 @@ fn should_write_a_release_that_the_loader_reads() {
         "Insight-MVT_Annotation_Test/MVI_90002/img00001.jpg"
     );
     assert_eq!((coco.images[0].width, coco.images[0].height), (480, 270));
+    // Every frame carries its sequence's regions in the key.
+    let regions = test[0].annotation.ignored_regions.len();
+    assert!(regions > 0);
+    let keyed = coco.ignored_regions.as_ref().unwrap();
+    assert_eq!(keyed.len(), regions * coco.images.len());
+    assert!(coco.annotations.iter().all(|a| a.iscrowd == 0));
+    let text = coco.to_json_string();
+    assert!(text.contains("\"ignored_regions\""));
+
+    // As crowd: the same boxes, then each region once per category on each frame, no key.
+    let crowd = to_coco_with(&test, &root, 1, IgnoredRegionsAs::Crowd).unwrap();
+    assert!(crowd.ignored_regions.is_none());
+    assert!(!crowd.to_json_string().contains("ignored_regions"));
+    assert_eq!(crowd.images, coco.images);
+    let (plain, crowd_boxes): (Vec<_>, Vec<_>) =
+        crowd.annotations.iter().partition(|a| a.iscrowd == 0);
+    assert_eq!(plain.len(), coco.annotations.len());
+    assert_eq!(crowd_boxes.len(), regions * 4 * coco.images.len());
+    let first_image: Vec<_> = crowd_boxes.iter().filter(|a| a.image_id == 1).collect();
+    assert_eq!(first_image[0].bbox, keyed[0].bbox);
+    let categories: Vec<u32> = first_image[..4].iter().map(|a| a.category_id).collect();
+    assert_eq!(categories, [1, 2, 3, 4]);
+    // Annotation ids stay 1..=N.
+    assert!(
+        crowd
+            .annotations
+            .iter()
+            .enumerate()
+            .all(|(index, a)| a.id == index as u64 + 1)
+    );
 }
 
 #[test]

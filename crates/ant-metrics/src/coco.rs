@@ -181,14 +181,17 @@ impl Detection {
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(text: &str, origin: &str) -> Result<T, MetricsError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    origin: &str,
+) -> Result<T, MetricsError> {
     serde_json::from_str(text).map_err(|source| MetricsError::Json {
         origin: origin.to_owned(),
         source,
     })
 }
 
-fn read_text(path: &Path) -> Result<String, MetricsError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, MetricsError> {
     std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
         path: path.to_path_buf(),
         source,

@@ -15,11 +15,18 @@
 //! threshold) are ignored rather than counted as false positives, and ground truth is kept.
 //! This is what COCO-style DETRAC evaluations (e.g. through pycocotools) usually do; it is
 //! stricter at high IoU thresholds, where a detection must lie almost wholly inside a region.
+//!
+//! Regions are COCO boxes (`[x, y, width, height]`, `f64`) like every box here, so a region read
+//! from a file and the crowd annotation written for it hold the same numbers.
+//! [`DetracGroundTruth`] reads a ground truth together with its regions from the
+//! `ignored_regions` key of the files that `cargo xtask dataset to-coco` writes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use ant_geom::BoxXyxy;
+use serde::Deserialize;
 
+use crate::coco::{parse_json, read_text};
 use crate::{CocoDataset, Detection, EvalParams, EvalResult, MetricsError, evaluate_bbox};
 
 /// A box at least this fraction inside the ignored regions is dropped by
@@ -37,11 +44,11 @@ pub enum IgnorePolicy {
     AsCrowd,
 }
 
-/// Ignored regions per image id, in pixels of that image.
+/// Ignored regions per image id, as `[x, y, width, height]` in pixels of that image.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IgnoreRegions {
     /// Regions of each image; images without an entry have none.
-    pub per_image: BTreeMap<u64, Vec<BoxXyxy>>,
+    pub per_image: BTreeMap<u64, Vec<[f64; 4]>>,
 }
 
 impl IgnoreRegions {
@@ -52,29 +59,44 @@ impl IgnoreRegions {
 
     /// Sets the regions of an image (a DETRAC sequence has one set for all its frames: call
     /// this for each frame's image id).
-    pub fn insert(&mut self, image_id: u64, regions: Vec<BoxXyxy>) {
+    pub fn insert(&mut self, image_id: u64, regions: Vec<[f64; 4]>) {
         self.per_image.insert(image_id, regions);
     }
 
+    /// Adds one region to an image's regions.
+    pub fn push(&mut self, image_id: u64, region: [f64; 4]) {
+        self.per_image.entry(image_id).or_default().push(region);
+    }
+
     /// The regions of an image (empty when it has none).
-    pub fn get(&self, image_id: u64) -> &[BoxXyxy] {
+    pub fn get(&self, image_id: u64) -> &[[f64; 4]] {
         self.per_image.get(&image_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The number of regions over all images.
+    pub fn len(&self) -> usize {
+        self.per_image.values().map(Vec::len).sum()
+    }
+
+    /// Whether no image has a region.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// A region as `[x1, y1, x2, y2]` in double precision.
-fn region_corners(region: &BoxXyxy) -> [f64; 4] {
-    [
-        f64::from(region.x1),
-        f64::from(region.y1),
-        f64::from(region.x2),
-        f64::from(region.y2),
-    ]
+/// A region `[x, y, width, height]` as `[x1, y1, x2, y2]`.
+fn region_corners(&[x, y, width, height]: &[f64; 4]) -> [f64; 4] {
+    [x, y, x + width, y + height]
+}
+
+/// Whether a region has a positive width and height (others cover nothing).
+fn is_proper(&[_, _, width, height]: &[f64; 4]) -> bool {
+    width > 0.0 && height > 0.0
 }
 
 /// Fraction of the `[x, y, w, h]` box covered by the union of the regions, in `[0, 1]`;
 /// 0 for a box of zero area.
-pub fn fraction_inside(bbox: [f64; 4], regions: &[BoxXyxy]) -> f64 {
+pub fn fraction_inside(bbox: [f64; 4], regions: &[[f64; 4]]) -> f64 {
     let [x, y, width, height] = bbox;
     let area = width * height;
     if width <= 0.0 || height <= 0.0 {
@@ -114,7 +136,7 @@ pub fn fraction_inside(bbox: [f64; 4], regions: &[BoxXyxy]) -> f64 {
 }
 
 /// Whether the DETRAC toolkit drops this box: at least half of it inside the regions.
-pub fn is_half_inside(bbox: [f64; 4], regions: &[BoxXyxy]) -> bool {
+pub fn is_half_inside(bbox: [f64; 4], regions: &[[f64; 4]]) -> bool {
     fraction_inside(bbox, regions) >= DROP_FRACTION
 }
 
@@ -155,15 +177,9 @@ pub fn apply_ignore_regions(
             let mut with_crowd = ground_truth.clone();
             let category_ids = ground_truth.category_ids();
             for (&image_id, image_regions) in &regions.per_image {
-                for region in image_regions.iter().filter(|region| region.is_valid()) {
-                    let [x1, y1, x2, y2] = region_corners(region);
+                for region in image_regions.iter().filter(|region| is_proper(region)) {
                     for &category_id in &category_ids {
-                        with_crowd.add_annotation(
-                            image_id,
-                            category_id,
-                            [x1, y1, x2 - x1, y2 - y1],
-                            true,
-                        );
+                        with_crowd.add_annotation(image_id, category_id, *region, true);
                     }
                 }
             }
@@ -186,12 +202,112 @@ pub fn evaluate_detrac(
     evaluate_bbox(&ground_truth, &detections, params)
 }
 
+/// The `ignored_regions` key of a ground-truth file; serde skips every other key.
+#[derive(Deserialize)]
+struct RegionsKey {
+    #[serde(default)]
+    ignored_regions: Option<Vec<RegionEntry>>,
+}
+
+/// One entry of `ignored_regions`.
+#[derive(Deserialize)]
+struct RegionEntry {
+    image_id: u64,
+    bbox: [f64; 4],
+}
+
+/// A COCO ground truth with the DETRAC ignored regions of its images, as `cargo xtask dataset
+/// to-coco` writes it: a COCO instances file with one more top-level key, `ignored_regions`, a
+/// list of `{"image_id", "bbox": [x, y, width, height]}` with one entry per region and image.
+/// pycocotools does not read that key.
+///
+/// `cargo xtask eval` builds its ground truth through [`DetracGroundTruth::from_json_str`] from
+/// the very text that `to-coco` writes, so an exported file and its detections give the same
+/// numbers, to the last bit, as `eval` did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DetracGroundTruth {
+    /// The COCO ground truth.
+    pub dataset: CocoDataset,
+    /// The ignored regions of its images.
+    pub regions: IgnoreRegions,
+}
+
+impl DetracGroundTruth {
+    /// Parses and validates a ground truth with its regions (see
+    /// [`DetracGroundTruth::from_json_file`]).
+    pub fn from_json_str(text: &str) -> Result<Self, MetricsError> {
+        let ground_truth = Self::parse(text, "<text>")?;
+        ground_truth.validate()?;
+        Ok(ground_truth)
+    }
+
+    /// Reads, parses and validates a ground-truth file with its regions; errors name the file.
+    ///
+    /// Fails with [`MetricsError::MissingIgnoredRegions`] when the file has no
+    /// `ignored_regions` key at all (a plain COCO file: nothing says which regions to ignore);
+    /// an empty list is a ground truth without regions. Fails as
+    /// [`CocoDataset::from_json_file`] does, and when a region names an image that is not in
+    /// the file.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self, MetricsError> {
+        let path = path.as_ref();
+        let ground_truth = Self::parse(&read_text(path)?, &path.display().to_string())?;
+        ground_truth
+            .validate()
+            .map_err(|source| MetricsError::InvalidFile {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        Ok(ground_truth)
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self, MetricsError> {
+        let dataset: CocoDataset = parse_json(text, origin)?;
+        let key: RegionsKey = parse_json(text, origin)?;
+        let entries = key
+            .ignored_regions
+            .ok_or_else(|| MetricsError::MissingIgnoredRegions {
+                origin: origin.to_owned(),
+            })?;
+        let mut regions = IgnoreRegions::new();
+        for entry in entries {
+            regions.push(entry.image_id, entry.bbox);
+        }
+        Ok(Self { dataset, regions })
+    }
+
+    /// [`CocoDataset::validate`], and every region on an image of the dataset.
+    fn validate(&self) -> Result<(), MetricsError> {
+        self.dataset.validate()?;
+        let image_ids = self.dataset.image_ids();
+        match self
+            .regions
+            .per_image
+            .keys()
+            .find(|id| image_ids.binary_search(id).is_err())
+        {
+            Some(&image_id) => Err(MetricsError::RegionsForUnknownImage { image_id }),
+            None => Ok(()),
+        }
+    }
+
+    /// [`evaluate_detrac`] of detections against this ground truth and its regions.
+    pub fn evaluate(
+        &self,
+        detections: &[Detection],
+        policy: IgnorePolicy,
+        params: &EvalParams,
+    ) -> Result<EvalResult, MetricsError> {
+        evaluate_detrac(&self.dataset, detections, &self.regions, policy, params)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn region(x1: f32, y1: f32, x2: f32, y2: f32) -> BoxXyxy {
-        BoxXyxy::new(x1, y1, x2, y2)
+    /// A region from its corners.
+    fn region(x1: f64, y1: f64, x2: f64, y2: f64) -> [f64; 4] {
+        [x1, y1, x2 - x1, y2 - y1]
     }
 
     #[test]
@@ -315,5 +431,71 @@ mod tests {
             error,
             MetricsError::RegionsForUnknownImage { image_id: 5 }
         ));
+    }
+
+    const DETRAC_FILE: &str = r#"{
+        "images": [{"id": 1, "width": 200, "height": 100, "sequence": "MVI_1", "frame": 1}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600,
+             "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [120, 10, 40, 40], "area": 1600,
+             "iscrowd": 0}
+        ],
+        "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}],
+        "ignored_regions": [{"image_id": 1, "bbox": [100.5, 0, 99.5, 100]}]
+    }"#;
+
+    #[test]
+    fn should_read_ground_truth_with_its_ignored_regions() {
+        let ground_truth = DetracGroundTruth::from_json_str(DETRAC_FILE).unwrap();
+        assert_eq!(ground_truth.dataset.annotations.len(), 2);
+        assert_eq!(ground_truth.regions.len(), 1);
+        assert_eq!(ground_truth.regions.get(1), &[[100.5, 0.0, 99.5, 100.0]]);
+        let (_, detections, _) = scene();
+        let result = ground_truth
+            .evaluate(
+                &detections,
+                IgnorePolicy::DropHalfInside,
+                &EvalParams::default(),
+            )
+            .unwrap();
+        assert!((result.stats[0] - 1.0).abs() < 1e-12, "{:?}", result.stats);
+    }
+
+    #[test]
+    fn should_read_an_empty_region_list_as_no_regions() {
+        let text = DETRAC_FILE.replace(r#"[{"image_id": 1, "bbox": [100.5, 0, 99.5, 100]}]"#, "[]");
+        let ground_truth = DetracGroundTruth::from_json_str(&text).unwrap();
+        assert!(ground_truth.regions.is_empty());
+    }
+
+    #[test]
+    fn should_refuse_a_file_without_the_regions_key() {
+        let path = std::env::temp_dir().join(format!(
+            "ant-metrics-no-regions-{}.json",
+            std::process::id()
+        ));
+        let plain = CocoDataset::from_json_str(DETRAC_FILE).unwrap();
+        plain.to_json_file(&path).unwrap();
+        let error = DetracGroundTruth::from_json_file(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            matches!(&error, MetricsError::MissingIgnoredRegions { origin } if origin.contains("ant-metrics-no-regions")),
+            "{error}"
+        );
+        assert!(error.to_string().contains("ignored_regions"), "{error}");
+    }
+
+    #[test]
+    fn should_refuse_regions_of_an_image_not_in_the_file() {
+        let text = DETRAC_FILE.replace(
+            r#"{"image_id": 1, "bbox": [100.5"#,
+            r#"{"image_id": 9, "bbox": [100.5"#,
+        );
+        let error = DetracGroundTruth::from_json_str(&text).unwrap_err();
+        assert!(
+            matches!(error, MetricsError::RegionsForUnknownImage { image_id: 9 }),
+            "{error}"
+        );
     }
 }

@@ -97,6 +97,15 @@ pub enum MetricsError {
         /// The image.
         image_id: u64,
     },
+    /// A ground truth read for the DETRAC protocol has no `ignored_regions` key.
+    #[error(
+        "{origin} has no `ignored_regions` key, where the DETRAC protocol reads the regions to \
+         ignore"
+    )]
+    MissingIgnoredRegions {
+        /// The file, or `<text>` for in-memory input.
+        origin: String,
+    },
     /// The evaluation parameters cannot be used.
     #[error("invalid evaluation parameters: {reason}")]
     InvalidParams {

@@ -9,7 +9,8 @@
 //! - `evaluate`: per image and category matching (crowd, area ranges, detection limits).
 //! - [`accumulate`]: 101-point interpolated precision and recall arrays.
 //! - [`summarize`]: the 12 numbers of `COCOeval.stats` and their printed table.
-//! - [`detrac`]: the DETRAC rule for ignored regions, switchable to "regions as crowd".
+//! - [`detrac`]: the DETRAC rule for ignored regions, switchable to "regions as crowd", and
+//!   ground-truth files that carry their regions ([`DetracGroundTruth`]).
 //!
 //! Parity: `tests/parity.rs` checks every case of `shared/fixtures/coco-eval/` (made with
 //! pycocotools 2.0.11) to 1e-4; in practice the numbers agree to rounding error.
@@ -45,7 +46,9 @@ pub use coco::{
     CocoAnnotation, CocoCategory, CocoDataset, CocoImage, Detection, detections_from_json_str,
     detections_to_json_string, load_detections, save_detections,
 };
-pub use detrac::{IgnorePolicy, IgnoreRegions, apply_ignore_regions, evaluate_detrac};
+pub use detrac::{
+    DetracGroundTruth, IgnorePolicy, IgnoreRegions, apply_ignore_regions, evaluate_detrac,
+};
 pub use error::MetricsError;
 pub use params::{AreaRange, EvalParams};
 pub use summarize::{STAT_NAMES, summary_lines};

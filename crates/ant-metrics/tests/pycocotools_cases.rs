@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ant_geom::BoxXyxy;
 use ant_metrics::{
     CocoDataset, EvalParams, IgnorePolicy, IgnoreRegions, STAT_NAMES, evaluate_bbox,
     evaluate_detrac, load_detections,
@@ -26,14 +25,16 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The regions of `regions.json`, written as corners `[x1, y1, x2, y2]` (whole pixels, so
+/// the conversion to `[x, y, width, height]` is exact).
 fn load_regions(path: &Path) -> IgnoreRegions {
-    let raw: BTreeMap<String, Vec<[f32; 4]>> =
+    let raw: BTreeMap<String, Vec<[f64; 4]>> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut regions = IgnoreRegions::new();
     for (image_id, boxes) in raw {
         let boxes = boxes
             .iter()
-            .map(|&[x1, y1, x2, y2]| BoxXyxy::new(x1, y1, x2, y2))
+            .map(|&[x1, y1, x2, y2]| [x1, y1, x2 - x1, y2 - y1])
             .collect();
         regions.insert(image_id.parse().unwrap(), boxes);
     }

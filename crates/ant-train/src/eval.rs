@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use ant_detrac::coco::CocoGroundTruth;
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::transform::boxes_to_frame;
 use ant_detrac::{
     DetracBatcher, FrameDataset, InputTransform, LoadedSequence, load_frame, to_coco,
 };
 use ant_metrics::{
-    CocoDataset, Detection, EvalParams, IgnorePolicy, IgnoreRegions, evaluate_detrac,
+    CocoDataset, Detection, DetracGroundTruth, EvalParams, EvalResult, IgnorePolicy, IgnoreRegions,
+    evaluate_detrac,
 };
 use ant_supernet::{EfficientDet, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, Mode};
@@ -65,35 +65,43 @@ pub struct EvalGroundTruth {
 }
 
 impl EvalGroundTruth {
-    /// Converts the ant-detrac COCO export of `sequences` (every `frame_step`-th frame).
+    /// The ant-detrac COCO export of `sequences` (every `frame_step`-th frame), read back from
+    /// the JSON text that `cargo xtask dataset to-coco` writes for them.
+    ///
+    /// Going through the text makes the evaluation score exactly what the file states: the
+    /// export's `f32` boxes become the `f64` values a JSON reader (pycocotools, `cargo xtask
+    /// coco-eval`) gets from their shortest decimals, not their binary `f32` values, and the
+    /// regions come from the file's `ignored_regions` key as `coco-eval --protocol detrac`
+    /// reads them. An export and the detections `cargo xtask eval` writes then give its
+    /// numbers to the last bit.
     pub fn new(sequences: &[LoadedSequence], root: &Path, frame_step: usize) -> Result<Self> {
-        let exported: CocoGroundTruth = to_coco(sequences, root, frame_step)?;
-        let mut dataset = CocoDataset::new();
-        let mut image_ids = HashMap::new();
-        for image in &exported.images {
-            dataset.add_image(image.id, image.width, image.height);
-            image_ids.insert((image.sequence.clone(), image.frame), image.id);
-        }
-        for category in &exported.categories {
-            dataset.add_category(u64::from(category.id), category.name.clone());
-        }
-        for annotation in &exported.annotations {
-            dataset.add_annotation(
-                annotation.image_id,
-                u64::from(annotation.category_id),
-                annotation.bbox.map(f64::from),
-                annotation.iscrowd != 0,
-            );
-        }
-        let mut regions = IgnoreRegions::new();
-        for (image_id, boxes) in exported.ignored_regions_by_image() {
-            regions.insert(image_id, boxes);
-        }
+        let exported = to_coco(sequences, root, frame_step)?;
+        let DetracGroundTruth { dataset, regions } =
+            DetracGroundTruth::from_json_str(&exported.to_json_string())?;
+        let image_ids = exported
+            .images
+            .iter()
+            .map(|image| ((image.sequence.clone(), image.frame), image.id))
+            .collect();
         Ok(Self {
             dataset,
             regions,
             image_ids,
         })
+    }
+
+    /// Scores detections (frame pixels, this ground truth's image ids) as every evaluation of
+    /// ant-train does: COCO bbox evaluation under the DETRAC protocol, ground truth and
+    /// detections at least half inside an ignored region dropped
+    /// ([`IgnorePolicy::DropHalfInside`]).
+    pub fn score(&self, detections: &[Detection]) -> Result<EvalResult> {
+        Ok(evaluate_detrac(
+            &self.dataset,
+            detections,
+            &self.regions,
+            IgnorePolicy::DropHalfInside,
+            &EvalParams::default(),
+        )?)
     }
 }
 
@@ -195,13 +203,7 @@ pub fn evaluate_stream(
             );
         }
     }
-    let result = evaluate_detrac(
-        &ground_truth.dataset,
-        &detections,
-        &ground_truth.regions,
-        IgnorePolicy::DropHalfInside,
-        &EvalParams::default(),
-    )?;
+    let result = ground_truth.score(&detections)?;
     let frames_f = frames.max(1) as f64;
     Ok((
         EvalReport {
@@ -255,13 +257,7 @@ pub fn evaluate(
             );
         }
     }
-    let result = evaluate_detrac(
-        &ground_truth.dataset,
-        &detections,
-        &ground_truth.regions,
-        IgnorePolicy::DropHalfInside,
-        &EvalParams::default(),
-    )?;
+    let result = ground_truth.score(&detections)?;
     let clamp = |value: f64| value.max(0.0);
     Ok(EvalReport {
         ap: clamp(result.stats[0]),

@@ -36,9 +36,7 @@ use std::time::Instant;
 use ant_detrac::{
     DetracBatcher, InputTransform, LoadedSequence, ReleaseLayout, Split, load_frame, load_split,
 };
-use ant_metrics::{
-    Detection, EvalParams, IgnorePolicy, detections_to_json_string, evaluate_detrac,
-};
+use ant_metrics::{Detection, detections_to_json_string};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::{EfficientDet, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, FrameResult, Mode};
@@ -274,6 +272,13 @@ pub struct MethodReport {
     pub ap50: f64,
     /// AP at IoU 0.75.
     pub ap75: f64,
+    /// All 12 of pycocotools' numbers under the same protocol (AP, AP50, AP75, APs, APm, APl,
+    /// AR1, AR10, AR100, ARs, ARm, ARl; -1 where nothing could be measured): what `cargo xtask
+    /// coco-eval --protocol detrac` prints for `detections_file` against `cargo xtask dataset
+    /// to-coco` of the same sequences at `frame_step` (zeros in a report written before this
+    /// field).
+    #[serde(default)]
+    pub stats: [f64; 12],
     /// Mean GMAC per frame (fusion and gates included where they ran).
     pub gmac: f64,
     /// Amortised ms per frame from medians (see the module docs).
@@ -497,13 +502,7 @@ impl MethodRun {
     }
 
     fn report(&self, ground_truth: &EvalGroundTruth) -> Result<MethodReport> {
-        let result = evaluate_detrac(
-            &ground_truth.dataset,
-            &self.detections,
-            &ground_truth.regions,
-            IgnorePolicy::DropHalfInside,
-            &EvalParams::default(),
-        )?;
+        let result = ground_truth.score(&self.detections)?;
         let frames = self.frames.max(1) as f64;
         let key_rate = self.keys as f64 / frames;
         let mode = self.detector.mode();
@@ -533,6 +532,7 @@ impl MethodRun {
             ap: result.stats[0].max(0.0),
             ap50: result.stats[1].max(0.0),
             ap75: result.stats[2].max(0.0),
+            stats: result.stats,
             gmac: self.gmac / frames,
             ms,
             ms_mean: total_ms / frames,
