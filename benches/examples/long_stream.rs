@@ -140,8 +140,9 @@ fn run() {
             let path = PathBuf::from(path);
             let mut model = EfficientDet::load(&path, &device).expect("loading --weights");
             model.config = model.config.clone().with_image_size(size);
-            let temporal = AntTemporal::load(&temporal_path(&path), &model.config.backbone, &device)
-                .expect("loading the temporal modules beside --weights");
+            let temporal =
+                AntTemporal::load(&temporal_path(&path), &model.config.backbone, &device)
+                    .expect("loading the temporal modules beside --weights");
             (model, temporal)
         }
         None => {
@@ -155,8 +156,8 @@ fn run() {
             (model, temporal)
         }
     };
-    let mut detector = AntDetector::new(model.clone(), Some(temporal.clone()), mode)
-        .expect("a valid mode");
+    let mut detector =
+        AntDetector::new(model.clone(), Some(temporal.clone()), mode).expect("a valid mode");
     let transform = InputTransform::new(size as u32, size as u32);
 
     let (mut latency, mut decode) = (Vec::with_capacity(total), Vec::with_capacity(total));
@@ -255,7 +256,11 @@ fn run() {
     println!(
         "peak rises after frame {window}: {} ({})",
         rises.len(),
-        if shown.is_empty() { "none".to_string() } else { shown.join(", ") }
+        if shown.is_empty() {
+            "none".to_string()
+        } else {
+            shown.join(", ")
+        }
     );
     println!(
         "RSS        after frame {window}: {:8.1} MiB   after frame {total}: {:8.1} MiB   ratio {:.4}",

@@ -289,7 +289,14 @@ impl VideoReader {
             input
         };
         let mut child = Command::new(&options.program)
-            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-nostats",
+                "-loglevel",
+                "level+info",
+                "-i",
+            ])
             .arg(input)
             .args([
                 "-map",
