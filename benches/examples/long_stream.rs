@@ -65,6 +65,31 @@ fn median(values: &[f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The clip's frames, from the first again after the last: one endless stream.
+struct LoopedClip {
+    dir: PathBuf,
+    source: FrameSource,
+}
+
+impl LoopedClip {
+    fn new(dir: PathBuf) -> Self {
+        let source = FrameSource::directory(&dir).expect("the clip");
+        Self { dir, source }
+    }
+
+    fn next_frame(&mut self) -> Frame {
+        loop {
+            match self.source.next() {
+                Some(Ok(SourceItem::Frame(frame))) => return frame,
+                Some(Ok(SourceItem::Bad(bad))) => panic!("{}", bad.error),
+                Some(Err(error)) => panic!("{error}"),
+                // The clip's end: loop it, the stream (and the key frame) going on.
+                None => self.source = FrameSource::directory(&self.dir).expect("the clip"),
+            }
+        }
+    }
+}
+
 /// One frame through `detector` as `cargo xtask infer` runs it.
 struct Processed {
     key: bool,
@@ -120,7 +145,7 @@ fn run() {
     };
     let total: usize = flag("--frames").map_or(10_000, |s| s.parse().expect("--frames"));
     let window = (total / 10).clamp(1, 1_000);
-    let clip = PathBuf::from(
+    let clip_dir = PathBuf::from(
         flag("--clip").unwrap_or_else(|| "../shared/data/detrac-clip/clip252".into()),
     );
     let preset = flag("--preset").unwrap_or_else(|| "tiny".into());
@@ -165,18 +190,9 @@ fn run() {
     let started = Instant::now();
     let mut cpu = [cpu_ms(), 0.0, 0.0, 0.0];
     let (mut rises, mut last_peak) = (Vec::new(), 0.0);
-    let mut source = FrameSource::directory(&clip).expect("the clip");
+    let mut clip = LoopedClip::new(clip_dir.clone());
     while latency.len() < total {
-        let frame = match source.next() {
-            Some(Ok(SourceItem::Frame(frame))) => frame,
-            Some(Ok(SourceItem::Bad(bad))) => panic!("{}", bad.error),
-            Some(Err(error)) => panic!("{error}"),
-            // The clip's end: loop it, the stream (and the key frame) going on.
-            None => {
-                source = FrameSource::directory(&clip).expect("the clip");
-                continue;
-            }
-        };
+        let frame = clip.next_frame();
         let result = process(&mut detector, &transform, &frame, &device);
         boxes += result.boxes;
         keys += usize::from(result.key);
@@ -192,8 +208,9 @@ fn run() {
             }
         }
         if latency.len() == window {
-            early = Some(rss_mib());
-            last_peak = rss_mib().0;
+            let memory = rss_mib();
+            early = Some(memory);
+            last_peak = memory.0;
             cpu[1] = cpu_ms();
         }
         if latency.len() == total - window {
@@ -210,15 +227,7 @@ fn run() {
     let mut fresh = AntDetector::new(model, Some(temporal), mode).expect("a valid mode");
     let (mut long_ms, mut fresh_ms) = (Vec::new(), Vec::new());
     while long_ms.len() < window {
-        let frame = match source.next() {
-            Some(Ok(SourceItem::Frame(frame))) => frame,
-            Some(Ok(SourceItem::Bad(bad))) => panic!("{}", bad.error),
-            Some(Err(error)) => panic!("{error}"),
-            None => {
-                source = FrameSource::directory(&clip).expect("the clip");
-                continue;
-            }
-        };
+        let frame = clip.next_frame();
         if long_ms.len() % 2 == 0 {
             long_ms.push(process(&mut detector, &transform, &frame, &device).latency_ms);
             fresh_ms.push(process(&mut fresh, &transform, &frame, &device).latency_ms);
@@ -238,7 +247,7 @@ fn run() {
     println!(
         "{total} frames of {} ({preset}, width {width} depth {depth}, at {size} px, mode {}, \
          {threads} thread(s)) in {:.0} s: {keys} key frames, {boxes} boxes",
-        clip.display(),
+        clip_dir.display(),
         mode.name(),
         started.elapsed().as_secs_f64()
     );
