@@ -91,6 +91,12 @@ pub enum SupernetError {
         /// The model's config, as JSON.
         expected: String,
     },
+    /// A Skip-Conv gate threshold that is negative or not a number.
+    #[error("skip-conv threshold {threshold} is not a finite number >= 0")]
+    InvalidThreshold {
+        /// The threshold given.
+        threshold: f32,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -38,6 +38,7 @@ mod pickle_scan;
 pub mod postprocess;
 pub mod prepared;
 pub mod seeded;
+pub mod skipconv;
 pub mod weights;
 
 pub use anchors::Anchors;

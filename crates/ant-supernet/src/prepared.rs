@@ -183,12 +183,12 @@ pub enum Activation {
 }
 
 #[inline(always)]
-fn swish(x: f32) -> f32 {
+pub(crate) fn swish(x: f32) -> f32 {
     x / (1.0 + fast_exp(-x))
 }
 
 /// `sum += x * weight` (`weight` 1: `sum += x`) over the whole slice, vectorised.
-fn weighted_add(sum: &mut [f32], x: &[f32], weight: Option<f32>) {
+pub(crate) fn weighted_add(sum: &mut [f32], x: &[f32], weight: Option<f32>) {
     pulp::Arch::new().dispatch(WeightedAdd { sum, x, weight });
 }
 
@@ -230,10 +230,10 @@ fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 #[derive(Clone, Debug)]
 pub struct Pointwise {
     /// `[out, in]`, row-major.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    out_channels: usize,
-    in_channels: usize,
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) out_channels: usize,
+    pub(crate) in_channels: usize,
 }
 
 impl Pointwise {
@@ -362,11 +362,11 @@ impl Pointwise {
 /// affine, and an activation.
 #[derive(Clone, Debug)]
 pub struct Depthwise {
-    weights: Vec<f32>,
-    kernel: usize,
-    stride: usize,
-    affine: Option<(Vec<f32>, Vec<f32>)>,
-    activation: Activation,
+    pub(crate) weights: Vec<f32>,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) affine: Option<(Vec<f32>, Vec<f32>)>,
+    pub(crate) activation: Activation,
 }
 
 impl Depthwise {
@@ -415,9 +415,9 @@ impl Depthwise {
 /// A small dense layer on a vector: `y = W x + b`, `W` `[out, in]` row-major.
 #[derive(Clone, Debug)]
 pub struct Dense {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    in_features: usize,
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) in_features: usize,
 }
 
 impl Dense {
@@ -459,9 +459,9 @@ impl Dense {
 
 /// Squeeze-excite: global average pool, reduce + swish, expand + sigmoid.
 #[derive(Clone, Debug)]
-struct SqueezeExcite {
-    reduce: Dense,
-    expand: Dense,
+pub(crate) struct SqueezeExcite {
+    pub(crate) reduce: Dense,
+    pub(crate) expand: Dense,
 }
 
 impl SqueezeExcite {
@@ -472,7 +472,7 @@ impl SqueezeExcite {
         }
     }
 
-    fn gate(&self, x: &Map) -> Vec<f32> {
+    pub(crate) fn gate(&self, x: &Map) -> Vec<f32> {
         let hidden: Vec<f32> = self
             .reduce
             .run(&x.channel_means())
@@ -490,11 +490,11 @@ impl SqueezeExcite {
 /// An inverted-residual block (MBConv1 or an elastic block at one ratio), prepared.
 #[derive(Clone, Debug)]
 pub struct PreparedBlock {
-    expand: Option<Pointwise>,
-    depthwise: Depthwise,
-    se: SqueezeExcite,
-    project: Pointwise,
-    residual: bool,
+    pub(crate) expand: Option<Pointwise>,
+    pub(crate) depthwise: Depthwise,
+    pub(crate) se: SqueezeExcite,
+    pub(crate) project: Pointwise,
+    pub(crate) residual: bool,
 }
 
 impl PreparedBlock {
@@ -558,10 +558,10 @@ impl PreparedBlock {
 /// A separable convolution (depthwise 3x3, pointwise with bias, optional batch norm folded
 /// into the pointwise), then an activation.
 #[derive(Clone, Debug)]
-struct PreparedSeparable {
-    depthwise: Depthwise,
-    pointwise: Pointwise,
-    activation: Activation,
+pub(crate) struct PreparedSeparable {
+    pub(crate) depthwise: Depthwise,
+    pub(crate) pointwise: Pointwise,
+    pub(crate) activation: Activation,
 }
 
 impl PreparedSeparable {
@@ -593,7 +593,7 @@ fn fold_conv_bn(conv_bn: &ConvBn) -> Pointwise {
 }
 
 /// Max pooling 3x3 stride 2 with TF "same" padding (padding never wins).
-fn max_pool(x: &Map) -> Map {
+pub(crate) fn max_pool(x: &Map) -> Map {
     let (kernel, stride) = (3, 2);
     let (pad_top, _) = crate::nn::same_padding(x.height, kernel, stride);
     let (pad_left, _) = crate::nn::same_padding(x.width, kernel, stride);
@@ -635,7 +635,7 @@ fn nearest_index_map(in_size: usize, out_size: usize) -> Vec<usize> {
 }
 
 /// Nearest-neighbour resize to `height x width`.
-fn upsample(x: &Map, height: usize, width: usize) -> Map {
+pub(crate) fn upsample(x: &Map, height: usize, width: usize) -> Map {
     let rows = nearest_index_map(x.height, height);
     let columns = nearest_index_map(x.width, width);
     let mut data = Vec::with_capacity(x.channels * height * width);
@@ -650,13 +650,13 @@ fn upsample(x: &Map, height: usize, width: usize) -> Map {
 
 /// A BiFPN node, prepared.
 #[derive(Clone, Debug)]
-struct PreparedNode {
-    resample: Vec<Option<Pointwise>>,
+pub(crate) struct PreparedNode {
+    pub(crate) resample: Vec<Option<Pointwise>>,
     /// `relu(w) / (sum relu(w) + 1e-4)`, computed once.
-    weights: Vec<f32>,
-    conv: PreparedSeparable,
-    level: usize,
-    inputs: Vec<usize>,
+    pub(crate) weights: Vec<f32>,
+    pub(crate) conv: PreparedSeparable,
+    pub(crate) level: usize,
+    pub(crate) inputs: Vec<usize>,
 }
 
 impl PreparedNode {
@@ -722,10 +722,10 @@ impl PreparedNode {
 
 /// The BiFPN, prepared.
 #[derive(Clone, Debug)]
-struct PreparedFpn {
-    extra_levels: Vec<Option<Pointwise>>,
-    cells: Vec<Vec<PreparedNode>>,
-    min_level: usize,
+pub(crate) struct PreparedFpn {
+    pub(crate) extra_levels: Vec<Option<Pointwise>>,
+    pub(crate) cells: Vec<Vec<PreparedNode>>,
+    pub(crate) min_level: usize,
 }
 
 impl PreparedFpn {
@@ -774,10 +774,10 @@ impl PreparedFpn {
 /// A class or box net, prepared: per level, the shared separable convs with that level's
 /// norms folded in.
 #[derive(Clone, Debug)]
-struct PreparedHead {
+pub(crate) struct PreparedHead {
     /// `[level][repeat]`.
-    levels: Vec<Vec<PreparedSeparable>>,
-    predict: PreparedSeparable,
+    pub(crate) levels: Vec<Vec<PreparedSeparable>>,
+    pub(crate) predict: PreparedSeparable,
 }
 
 impl PreparedHead {
@@ -861,16 +861,16 @@ fn run_blocks(blocks: &[PreparedBlock], x: &Map) -> Map {
 /// model holds sliced into its own blocks. See the module docs.
 #[derive(Clone, Debug)]
 pub struct PreparedDetector {
-    stem: Pointwise,
-    stem_kernel: usize,
-    first_stage: Vec<PreparedBlock>,
+    pub(crate) stem: Pointwise,
+    pub(crate) stem_kernel: usize,
+    pub(crate) first_stage: Vec<PreparedBlock>,
     /// `[stage][ratio - 1]`: the stage's blocks at that ratio, when the model holds it.
-    stages: Vec<Vec<Option<Vec<PreparedBlock>>>>,
-    available: Vec<Vec<usize>>,
-    fpn: PreparedFpn,
-    class_net: PreparedHead,
-    box_net: PreparedHead,
-    config: EfficientDetConfig,
+    pub(crate) stages: Vec<Vec<Option<Vec<PreparedBlock>>>>,
+    pub(crate) available: Vec<Vec<usize>>,
+    pub(crate) fpn: PreparedFpn,
+    pub(crate) class_net: PreparedHead,
+    pub(crate) box_net: PreparedHead,
+    pub(crate) config: EfficientDetConfig,
 }
 
 impl PreparedDetector {

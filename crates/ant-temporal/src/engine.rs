@@ -20,6 +20,7 @@ use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::backbone::ElasticMbConv;
 use ant_supernet::config::PYRAMID_STAGES;
 use ant_supernet::prepared::{Map, PreparedDetector, PreparedOutputs};
+use ant_supernet::skipconv::{SkipConvDetector, SkipConvOptions, SkipKernel};
 use ant_supernet::{Anchors, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
 use burn::prelude::*;
 
@@ -47,6 +48,7 @@ pub enum WidthPolicy {
 /// | [`Mode::non_temporal`] | none | gate on the frame's own features | no |
 /// | [`Mode::fixed_interval`] | every n-th | gate on fused features | yes |
 /// | [`Mode::adaptive`] | stem deviation >= threshold | gate on fused features | yes |
+/// | [`Mode::skip_conv`] (D0 w/ Skip-Conv) | none | 6,6,6,6,6,6, each convolution recomputing only where its input moved | no |
 ///
 /// [`Mode::with_fixed_width`] replaces the gates of a temporal mode by fixed ratios (key
 /// frames full, the others at the given ratios with fusion).
@@ -56,6 +58,8 @@ pub struct Mode {
     pub key_frames: Option<KeyFramePolicy>,
     /// Width of the frames that are not key frames.
     pub width: WidthPolicy,
+    /// Skip-Convolutions over the full network ([`ant_supernet::skipconv`]; CPU engine only).
+    pub skip_conv: Option<SkipConvOptions>,
 }
 
 impl Mode {
@@ -69,6 +73,7 @@ impl Mode {
         Self {
             key_frames: None,
             width: WidthPolicy::Fixed(arch),
+            skip_conv: None,
         }
     }
 
@@ -77,6 +82,7 @@ impl Mode {
         Self {
             key_frames: None,
             width: WidthPolicy::Gate,
+            skip_conv: None,
         }
     }
 
@@ -85,6 +91,7 @@ impl Mode {
         Self {
             key_frames: Some(KeyFramePolicy::Interval(interval)),
             width: WidthPolicy::Gate,
+            skip_conv: None,
         }
     }
 
@@ -93,6 +100,18 @@ impl Mode {
         Self {
             key_frames: Some(KeyFramePolicy::Adaptive { threshold }),
             width: WidthPolicy::Gate,
+            skip_conv: None,
+        }
+    }
+
+    /// The full network with Skip-Convolutions: every convolution recomputes only the
+    /// positions whose input moved by more than `threshold` since it last computed them,
+    /// with `kernel` (see [`ant_supernet::skipconv`]). The first frame of a stream computes
+    /// everything and counts as its key frame.
+    pub fn skip_conv(threshold: f32, kernel: SkipKernel) -> Self {
+        Self {
+            skip_conv: Some(SkipConvOptions { threshold, kernel }),
+            ..Self::static_full()
         }
     }
 
@@ -109,8 +128,12 @@ impl Mode {
         self.key_frames.is_some() || self.width == WidthPolicy::Gate
     }
 
-    /// A short description, e.g. `adaptive(0.3)`, `interval(3)+fixed(1,1,1,1,1,1)`, `static(6,6,6,6,6,6)`.
+    /// A short description, e.g. `adaptive(0.3)`, `interval(3)+fixed(1,1,1,1,1,1)`,
+    /// `static(6,6,6,6,6,6)`, `skipconv(0.05,sparse)`.
     pub fn name(&self) -> String {
+        if let Some(options) = self.skip_conv {
+            return format!("skipconv({},{})", options.threshold, options.kernel.name());
+        }
         let width = match self.width {
             WidthPolicy::Gate => "gate".to_string(),
             WidthPolicy::Fixed(arch) => format!("fixed({arch})"),
@@ -180,6 +203,8 @@ enum Outputs {
 /// A frame's forward pass before decoding.
 struct Forward {
     outputs: Outputs,
+    /// The MACs a Skip-Conv frame computed, in billions (other modes count from the arch).
+    gmac: Option<f64>,
     key: bool,
     arch: SubnetArch,
     deviation: Option<f32>,
@@ -206,6 +231,8 @@ pub struct AntDetector {
     /// `prepared[stage][ratio - 1]`: the stage's blocks extracted at that ratio (Burn path).
     prepared: Vec<Vec<Option<Vec<ElasticMbConv>>>>,
     cpu: Option<CpuEngine>,
+    /// The Skip-Conv engine ([`Mode::skip_conv`]).
+    skip: Option<SkipConvDetector>,
     /// The last key frame's seven stage outputs.
     key_stages: Option<Vec<Tensor<4>>>,
     costs: TemporalCostTable,
@@ -249,6 +276,17 @@ impl AntDetector {
             key_stages: None,
             key_terms: None,
         });
+        let skip = match mode.skip_conv {
+            Some(options) => {
+                let cpu = cpu
+                    .as_ref()
+                    .ok_or_else(|| TemporalError::SkipConvNeedsCpu {
+                        device: format!("{device:?}"),
+                    })?;
+                Some(SkipConvDetector::new(cpu.detector.clone(), options)?)
+            }
+            None => None,
+        };
         let prepared = if cpu.is_some() {
             Vec::new()
         } else {
@@ -283,6 +321,7 @@ impl AntDetector {
             scheduler,
             prepared,
             cpu,
+            skip,
             key_stages: None,
             costs,
             anchors,
@@ -311,6 +350,9 @@ impl AntDetector {
             scheduler.reset();
         }
         self.key_stages = None;
+        if let Some(skip) = &mut self.skip {
+            skip.reset();
+        }
         if let Some(cpu) = &mut self.cpu {
             cpu.key_stages = None;
             cpu.key_terms = None;
@@ -385,6 +427,17 @@ impl AntDetector {
 
     fn forward(&mut self, frame: Tensor<4>) -> Result<Forward> {
         self.check_frame(&frame)?;
+        if let Some(skip) = &mut self.skip {
+            let frame = skip.forward(&Map::from_tensor(frame));
+            return Ok(Forward {
+                outputs: Outputs::Maps(frame.outputs),
+                gmac: Some(frame.macs as f64 / 1e9),
+                key: frame.first,
+                arch: SubnetArch::LARGEST,
+                deviation: None,
+                fusion_gate_ms: 0.0,
+            });
+        }
         if self.cpu.is_some() {
             return self.forward_cpu(frame);
         }
@@ -419,6 +472,7 @@ impl AntDetector {
             self.key_stages = Some(stages);
             return Ok(Forward {
                 outputs: Outputs::Tensors(outputs),
+                gmac: None,
                 key,
                 arch: SubnetArch::LARGEST,
                 deviation,
@@ -496,6 +550,7 @@ impl AntDetector {
             .forward_pyramid(PYRAMID_STAGES.map(|index| stages[index].clone()));
         Ok(Forward {
             outputs: Outputs::Tensors(outputs),
+            gmac: None,
             key,
             arch: SubnetArch::new(ratios)?,
             deviation,
@@ -532,6 +587,7 @@ impl AntDetector {
             cpu.key_terms = None;
             return Ok(Forward {
                 outputs: Outputs::Maps(outputs),
+                gmac: None,
                 key,
                 arch: SubnetArch::LARGEST,
                 deviation,
@@ -614,6 +670,7 @@ impl AntDetector {
             .pyramid(PYRAMID_STAGES.map(|index| &stages[index]));
         Ok(Forward {
             outputs: Outputs::Maps(outputs),
+            gmac: None,
             key,
             arch: SubnetArch::new(ratios)?,
             deviation,
@@ -650,7 +707,9 @@ impl AntDetector {
             detections,
             key: forward.key,
             arch: forward.arch,
-            gmac: self.frame_gmac(forward.key, &forward.arch),
+            gmac: forward
+                .gmac
+                .unwrap_or_else(|| self.frame_gmac(forward.key, &forward.arch)),
             latency_ms,
             fusion_gate_ms: forward.fusion_gate_ms,
             deviation: forward.deviation,

@@ -47,6 +47,14 @@ pub enum TemporalError {
         /// The frame's shape.
         found: [usize; 4],
     },
+    /// Skip-Conv mode on a device other than the CPU engine's.
+    #[error(
+        "skip-conv runs on the prepared CPU engine only (device flex without autodiff), not on {device}"
+    )]
+    SkipConvNeedsCpu {
+        /// The model's device.
+        device: String,
+    },
     /// Key and non-key clips of different shapes.
     #[error("key frames {key:?} and non-key frames {non_key:?} differ in shape")]
     ClipShape {
