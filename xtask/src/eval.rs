@@ -1,8 +1,8 @@
 //! `cargo xtask eval`: every method of the paper's Table 1 on a training run, streamed frame
 //! by frame on the test sequences in one process (ant-train's `evaluation`): static D0, the
 //! static subnets of a search ("D0 w/ NAS"), the non-temporal dynamic network (when the run
-//! trained one), ANT with the fixed 1-in-3 schedule and ANT adaptive at a sweep of
-//! thresholds. Writes `RUN/eval/` (`table.md`, `report.json`, `summary.json`, two SVG plots,
+//! trained one), ANT with the fixed 1-in-3 schedule, ANT adaptive at a sweep of
+//! thresholds and D0 with Skip-Convolutions at a sweep of gate thresholds. Writes `RUN/eval/` (`table.md`, `report.json`, `summary.json`, two SVG plots,
 //! `detections/<method>.json`, `latency-table.json`); `--json` prints the summary as the last
 //! line of stdout.
 //!
@@ -12,7 +12,9 @@
 use std::path::PathBuf;
 
 use ant_detrac::Split;
-use ant_train::evaluation::{DEFAULT_THRESHOLDS, EvalOptions, SearchOptions, evaluate_run};
+use ant_train::evaluation::{
+    DEFAULT_SKIPCONV_THRESHOLDS, DEFAULT_THRESHOLDS, EvalOptions, SearchOptions, evaluate_run,
+};
 use anyhow::Context;
 use clap::Args;
 
@@ -40,6 +42,14 @@ pub struct EvalArgs {
     /// Adaptive key-frame thresholds (normalised L1 stem deviation), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_THRESHOLDS.to_vec())]
     pub thresholds: Vec<f32>,
+    /// Skip-Conv gate thresholds (mean absolute input change per channel), comma-separated;
+    /// each gives a `skipconv@T` (dense kernel) and a `skipconv-sparse@T` row. `--no-skipconv`
+    /// leaves them out.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SKIPCONV_THRESHOLDS.to_vec())]
+    pub skipconv_thresholds: Vec<f32>,
+    /// No Skip-Conv rows.
+    #[arg(long)]
+    pub no_skipconv: bool,
     /// A run whose stage 2 trained the non-temporal dynamic network (`--set
     /// joint.non_temporal=true`), evaluated as `dynamic-non-temporal` beside this run's ANT.
     #[arg(long)]
@@ -130,6 +140,11 @@ fn run_in_pool(args: EvalArgs) -> anyhow::Result<()> {
     }
     options.out_dir = args.out;
     options.thresholds = args.thresholds;
+    options.skipconv_thresholds = if args.no_skipconv {
+        Vec::new()
+    } else {
+        args.skipconv_thresholds
+    };
     options.search = SearchOptions {
         samples: args.search_samples,
         val_sequences: args.val_sequences,

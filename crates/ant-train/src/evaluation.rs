@@ -11,7 +11,12 @@
 //!   the run given as `non_temporal_run`) trained one (`joint.non_temporal = true`);
 //! - `ant-fixed<n>`: ANT with a key frame every `n` frames (`n` = the joint stage's clip
 //!   length, 3 in the paper and the configs);
-//! - `ant-adaptive@<threshold>`: ANT with adaptive key frames, per threshold of a sweep.
+//! - `ant-adaptive@<threshold>`: ANT with adaptive key frames, per threshold of a sweep;
+//! - `skipconv@<threshold>` and `skipconv-sparse@<threshold>` ("D0 w/ SkipConv"):
+//!   `static-full`'s network with Skip-Convolutions (`ant_supernet::skipconv`, norm gates at
+//!   each threshold of a sweep), timed with the dense kernel a CPU user has and with our
+//!   sparse kernel; both compute the same outputs and count the same GMAC (the recomputed
+//!   positions'). CPU engine only.
 //!
 //! Every evaluated subnet gets its batch-norm statistics recalibrated on training batches
 //! first, exactly as the main job does before its evaluations (`norms::recalibrate_norms`,
@@ -39,6 +44,7 @@ use ant_detrac::{
 use ant_metrics::{Detection, detections_to_json_string};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::{EfficientDet, SubnetArch};
+use ant_supernet::skipconv::SkipKernel;
 use ant_temporal::{AntDetector, AntTemporal, FrameResult, Mode};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -73,6 +79,10 @@ pub const DEFAULT_THRESHOLDS: [f32; 15] = [
 
 /// Frames decoded at a time before every method runs on them.
 const CHUNK_FRAMES: usize = 16;
+
+/// The default Skip-Conv gate thresholds (mean absolute input change per channel at a
+/// position, the same threshold for every convolution; see `ant_supernet::skipconv`).
+pub const DEFAULT_SKIPCONV_THRESHOLDS: [f32; 5] = [0.0, 0.01, 0.03, 0.1, 0.3];
 
 /// The static subnet search.
 #[derive(Clone, Debug)]
@@ -125,6 +135,8 @@ pub struct EvalOptions {
     pub out_dir: Option<PathBuf>,
     /// Adaptive key-frame thresholds.
     pub thresholds: Vec<f32>,
+    /// Skip-Conv gate thresholds (empty: no Skip-Conv rows).
+    pub skipconv_thresholds: Vec<f32>,
     /// The static subnet search.
     pub search: SearchOptions,
     /// Another run whose stage 2 trained the non-temporal dynamic network
@@ -154,6 +166,7 @@ impl EvalOptions {
             validation: false,
             out_dir: None,
             thresholds: DEFAULT_THRESHOLDS.to_vec(),
+            skipconv_thresholds: DEFAULT_SKIPCONV_THRESHOLDS.to_vec(),
             search: SearchOptions::default(),
             non_temporal_run: None,
             frame_step: None,
@@ -254,15 +267,16 @@ impl RunModels {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodReport {
     /// `static-full`, `static-nas@<arch>`, `dynamic-non-temporal`, `ant-fixed3`,
-    /// `ant-adaptive@<threshold>`.
+    /// `ant-adaptive@<threshold>`, `skipconv@<threshold>`, `skipconv-sparse@<threshold>`.
     pub name: String,
-    /// `static-full`, `static-nas`, `non-temporal`, `ant-fixed`, `ant-adaptive`.
+    /// `static-full`, `static-nas`, `non-temporal`, `ant-fixed`, `ant-adaptive`, `skipconv`
+    /// (dense kernel), `skipconv-sparse`.
     pub family: String,
     /// The engine's mode, e.g. `adaptive(0.1)+gate`.
     pub mode: String,
     /// The checkpoint evaluated.
     pub source: String,
-    /// The adaptive threshold.
+    /// The adaptive key-frame threshold, or the Skip-Conv gate threshold.
     pub threshold: Option<f32>,
     /// The subnet of a static method.
     pub arch: Option<String>,
@@ -508,8 +522,10 @@ impl MethodRun {
         let mode = self.detector.mode();
         // A static subnet runs all of itself on every frame: key rate 1 (the summary's
         // convention); the non-temporal network has no key frames at all.
-        let reported_key_rate =
-            if mode.key_frames.is_none() && mode.width != ant_temporal::WidthPolicy::Gate {
+        let reported_key_rate = if mode.key_frames.is_none()
+            && mode.width != ant_temporal::WidthPolicy::Gate
+            && mode.skip_conv.is_none()
+        {
                 1.0
             } else {
                 key_rate
@@ -802,19 +818,51 @@ pub fn evaluate_run(options: &EvalOptions) -> Result<RunEvaluation> {
     };
     let full = EfficientDet::load(&full_path, device)?;
     let full_params = full.cost(&SubnetArch::LARGEST).total.params;
+    let full = recalibrated(&full, &SubnetArch::LARGEST)?;
+    let full_source = format!("{} ({full_stage})", full_path.display());
     runs.push(MethodRun::new(
         MethodSpec {
             name: "static-full".into(),
             family: "static-full",
-            source: format!("{} ({full_stage})", full_path.display()),
+            source: full_source.clone(),
             threshold: None,
             arch: Some(SubnetArch::LARGEST),
             params: full_params,
         },
-        recalibrated(&full, &SubnetArch::LARGEST)?,
+        full.clone(),
         None,
         Mode::static_full(),
     )?);
+    // D0 w/ Skip-Conv: the same network, each threshold with both kernels.
+    let mut skipconv_thresholds = options.skipconv_thresholds.clone();
+    skipconv_thresholds.sort_by(f32::total_cmp);
+    skipconv_thresholds.dedup();
+    if !skipconv_thresholds.is_empty() && (device.is_autodiff() || *device != Device::flex()) {
+        notes.push(format!(
+            "Skip-Conv runs on the CPU engine only: no skipconv rows on {device:?}"
+        ));
+    } else {
+        for threshold in skipconv_thresholds {
+            for (name, family, kernel) in [
+                ("skipconv", "skipconv", SkipKernel::Dense),
+                ("skipconv-sparse", "skipconv-sparse", SkipKernel::Sparse),
+            ] {
+                runs.push(MethodRun::new(
+                    MethodSpec {
+                        name: format!("{name}@{threshold}"),
+                        family,
+                        source: full_source.clone(),
+                        threshold: Some(threshold),
+                        arch: Some(SubnetArch::LARGEST),
+                        params: full_params,
+                    },
+                    full.clone(),
+                    None,
+                    Mode::skip_conv(threshold, kernel),
+                )?);
+            }
+        }
+    }
     drop(full);
 
     // The static subnet search on the validation split.
@@ -1291,6 +1339,7 @@ pub fn markdown_table(evaluation: &RunEvaluation) -> String {
         }
     }
     text.push_str(&where_ap_is_lost(evaluation));
+    text.push_str(&skipconv_rows(evaluation));
     text.push_str(&against_the_front(evaluation));
     text.push_str(
         "\nChosen ratios per elastic stage over the frames that are not key frames (counts of \
@@ -1435,6 +1484,46 @@ fn where_ap_is_lost(evaluation: &RunEvaluation) -> String {
     text
 }
 
+/// Table 1's Skip-Conv row per threshold: both kernels' latency beside static-full's.
+fn skipconv_rows(evaluation: &RunEvaluation) -> String {
+    let dense: Vec<&MethodReport> = evaluation
+        .methods
+        .iter()
+        .filter(|m| m.family == "skipconv")
+        .collect();
+    let Some(base) = evaluation.method("static-full") else {
+        return String::new();
+    };
+    if dense.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from(
+        "\nD0 w/ Skip-Conv (norm gates on every convolution of `static-full`'s network): GMAC \
+         of the recomputed positions; ms with the dense kernel (every convolution whole, the \
+         gates on top: what a CPU user gets) and with our sparse kernel (only the recomputed \
+         positions).\n\n\
+         | threshold | AP | AP vs static-full | GMAC/frame | share of static-full's GMAC | \
+         dense-kernel ms | sparse-kernel ms | speedup dense / sparse |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for method in dense {
+        let threshold = method.threshold.unwrap_or(0.0);
+        let sparse = evaluation.method(&format!("skipconv-sparse@{threshold}"));
+        text.push_str(&format!(
+            "| {threshold} | {:.3} | {:+.3} | {:.3} | {:.2} | {:.1} | {} | {:.2}x / {} |\n",
+            method.ap,
+            method.ap - base.ap,
+            method.gmac,
+            method.gmac / base.gmac.max(1e-12),
+            method.ms,
+            sparse.map_or("—".into(), |s| format!("{:.1}", s.ms)),
+            base.ms / method.ms.max(1e-9),
+            sparse.map_or("—".into(), |s| format!("{:.2}x", base.ms / s.ms.max(1e-9))),
+        ));
+    }
+    text
+}
+
 /// Fig. 4's comparison as a table: each adaptive point against the best static subnet of the
 /// searched front at or below its latency.
 fn against_the_front(evaluation: &RunEvaluation) -> String {
@@ -1495,6 +1584,8 @@ pub fn plots(evaluation: &RunEvaluation) -> (String, String) {
         ("non-temporal", "dynamic non-temporal"),
         ("ant-fixed", "ANT fixed 1-in-n"),
         ("ant-adaptive", "ANT adaptive (thresholds)"),
+        ("skipconv", "D0 w/ Skip-Conv, dense kernel"),
+        ("skipconv-sparse", "D0 w/ Skip-Conv, sparse kernel"),
     ];
     let series = |x_of: fn(&MethodReport) -> f64| -> Vec<Series> {
         families
