@@ -43,8 +43,8 @@ use ant_detrac::{
 };
 use ant_metrics::{Detection, detections_to_json_string};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
-use ant_supernet::{EfficientDet, SubnetArch};
 use ant_supernet::skipconv::SkipKernel;
+use ant_supernet::{EfficientDet, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, FrameResult, Mode};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -526,10 +526,10 @@ impl MethodRun {
             && mode.width != ant_temporal::WidthPolicy::Gate
             && mode.skip_conv.is_none()
         {
-                1.0
-            } else {
-                key_rate
-            };
+            1.0
+        } else {
+            key_rate
+        };
         let key_median = median(&self.key_ms);
         let non_key_median = median(&self.non_key_ms);
         let ms = match (key_median, non_key_median) {
@@ -1518,7 +1518,10 @@ fn skipconv_rows(evaluation: &RunEvaluation) -> String {
             method.ms,
             sparse.map_or("—".into(), |s| format!("{:.1}", s.ms)),
             base.ms / method.ms.max(1e-9),
-            sparse.map_or("—".into(), |s| format!("{:.2}x", base.ms / s.ms.max(1e-9))),
+            sparse.map_or("—".into(), |s| format!(
+                "{:.2}x",
+                base.ms / s.ms.max(1e-9)
+            )),
         ));
     }
     text
