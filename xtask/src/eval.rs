@@ -119,6 +119,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
+    if let Some(bad) = args
+        .skipconv_thresholds
+        .iter()
+        .find(|t| !t.is_finite() || **t < 0.0)
+    {
+        anyhow::bail!("--skipconv-thresholds: {bad} is not a finite number >= 0");
+    }
     // Everything runs inside the pool (not beside it): a batch-1 layer split over the pool's
     // threads is then run by the calling thread too, and with one thread nothing is handed
     // to another thread at all.

@@ -57,6 +57,8 @@ fn eval_should_print_the_summary_json_last_with_the_documented_names() {
         run_dir.to_str().unwrap(),
         "--thresholds",
         "0.05,0.2",
+        "--skipconv-thresholds",
+        "0.05",
         "--search-samples",
         "2",
         "--val-sequences",
@@ -80,7 +82,13 @@ fn eval_should_print_the_summary_json_last_with_the_documented_names() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(names[0], "static-full");
-    for expected in ["ant-fixed3", "ant-adaptive@0.05", "ant-adaptive@0.2"] {
+    for expected in [
+        "ant-fixed3",
+        "ant-adaptive@0.05",
+        "ant-adaptive@0.2",
+        "skipconv@0.05",
+        "skipconv-sparse@0.05",
+    ] {
         assert!(names.contains(&expected), "{expected} missing: {names:?}");
     }
     assert!(
@@ -99,6 +107,21 @@ fn eval_should_print_the_summary_json_last_with_the_documented_names() {
             .unwrap();
     assert_eq!(report["threads"], 2, "--threads sets the pool it reports");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn eval_should_refuse_a_negative_skipconv_threshold() {
+    let (ok, _, stderr) = xtask(&[
+        "eval",
+        "--run",
+        "runs/no-such-run-dir",
+        "--skipconv-thresholds=0.01,-1",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--skipconv-thresholds") && stderr.contains("-1"),
+        "{stderr}"
+    );
 }
 
 #[test]

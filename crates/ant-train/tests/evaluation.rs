@@ -53,6 +53,8 @@ fn options(run_dir: &Path) -> EvalOptions {
     let mut options = EvalOptions::new(run_dir, Device::flex());
     // Threshold 0: every frame is key; a huge threshold: only the first of each sequence.
     options.thresholds = vec![0.0, 1e9];
+    // Skip-Conv: 0 recomputes every changed position; a huge threshold only first frames.
+    options.skipconv_thresholds = vec![0.0, 1e9];
     options.search = SearchOptions {
         samples: 3,
         val_sequences: 1,
@@ -112,6 +114,26 @@ fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() 
     }
     let full = method("static-full");
     assert_eq!(full.ratio_histogram[0][5], 12);
+    // D0 w/ Skip-Conv, both kernels: the first frame of each sequence computes everything.
+    for name in [
+        "skipconv@0",
+        "skipconv-sparse@0",
+        "skipconv@1000000000",
+        "skipconv-sparse@1000000000",
+    ] {
+        let skip = method(name);
+        assert!((skip.key_rate - 2.0 / 12.0).abs() < 1e-12, "{name}");
+        assert_eq!(skip.params, full.params, "{name}: static-full's network");
+        assert!(skip.gmac <= full.gmac + 1e-12, "{name}");
+        assert!(skip.ms_key_median.is_some() && skip.ms_non_key_median.is_some());
+    }
+    assert_eq!(method("skipconv@0").gmac, method("skipconv-sparse@0").gmac);
+    assert!(
+        method("skipconv-sparse@1000000000").gmac < 0.25 * full.gmac,
+        "only the first frames compute: {} vs {}",
+        method("skipconv-sparse@1000000000").gmac,
+        full.gmac
+    );
     assert!(full.ms_key_median.is_none() && full.ms_non_key_median.is_some());
     let fixed = method("ant-fixed3");
     assert!(fixed.ms_key_median.is_some() && fixed.fusion_gate_ms_median.is_some());
@@ -147,6 +169,7 @@ fn should_evaluate_every_method_write_the_outputs_and_reuse_the_latency_table() 
     assert_eq!(summary, evaluation.summary());
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(table.contains("| static-full |") && table.contains("| ant-fixed3 |"));
+    assert!(table.contains("D0 w/ Skip-Conv") && table.contains("| skipconv-sparse@0 |"));
     for m in &evaluation.methods {
         let detections = ant_metrics::load_detections(out.join(&m.detections_file)).unwrap();
         assert!(detections.iter().all(|d| d.score > 0.0), "{}", m.name);
