@@ -151,6 +151,9 @@ fn run(threads: usize) {
                     _ => Some(skips[which - 1].forward(frame).computed_fraction()),
                 };
                 let ms = started.elapsed().as_secs_f64() * 1e3;
+                if index == 0 && which > 0 {
+                    eprintln!("threshold {threshold}: first frame {ms:.1} ms ({which})");
+                }
                 if index > 0 {
                     times[which].push(ms);
                     if which == 2 {

@@ -13,7 +13,8 @@
 //! Modes: `--threshold T` (adaptive ANT), `--interval N` (fixed-interval ANT, the default with
 //! N = 3, the paper's training schedule), `--non-temporal` (gates on each frame's own
 //! features), `--static R,R,R,R,R,R` (a static subnet; with `--threshold`/`--interval`,
-//! fixed ratios on the non-key frames instead of the gates).
+//! fixed ratios on the non-key frames instead of the gates), `--skipconv T` (the full network
+//! with Skip-Convolutions, `--skipconv-kernel sparse|dense`).
 //!
 //! A frame that does not decode (a corrupt or truncated file; a video frame ffmpeg decodes
 //! with errors or loses) stops the run with its file or index named, or with
@@ -28,6 +29,7 @@ use ant_detrac::classes::VehicleClass;
 use ant_detrac::draw::{class_color, draw_box};
 use ant_detrac::frames::{FrameSource, SourceItem, VideoOptions};
 use ant_detrac::transform::InputTransform;
+use ant_supernet::skipconv::SkipKernel;
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, FrameResult, Mode, temporal_path};
 use anyhow::Context;
@@ -81,6 +83,15 @@ pub struct InferArgs {
     /// Non-temporal dynamic network: gates on each frame's own features, no key frames.
     #[arg(long)]
     non_temporal: bool,
+    /// D0 with Skip-Convolutions (the CPU engine): every convolution recomputes only the
+    /// positions whose input moved by more than T (mean absolute change per channel) since
+    /// it last computed them; the first frame is the key frame.
+    #[arg(long, conflicts_with_all = ["threshold", "interval", "static_arch", "non_temporal"])]
+    skipconv: Option<f32>,
+    /// The Skip-Conv kernel: `sparse` computes only the recomputed positions, `dense` runs
+    /// every convolution whole (same outputs).
+    #[arg(long, value_enum, default_value_t = SkipConvKernel::Sparse, requires = "skipconv")]
+    skipconv_kernel: SkipConvKernel,
     /// Process only the first N frames.
     #[arg(long)]
     limit: Option<usize>,
@@ -112,7 +123,23 @@ pub enum OnBadFrame {
     Skip,
 }
 
+/// The kernel of `--skipconv`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipConvKernel {
+    /// Only the recomputed positions.
+    Sparse,
+    /// Every convolution whole.
+    Dense,
+}
+
 fn mode(args: &InferArgs) -> Mode {
+    if let Some(threshold) = args.skipconv {
+        let kernel = match args.skipconv_kernel {
+            SkipConvKernel::Sparse => SkipKernel::Sparse,
+            SkipConvKernel::Dense => SkipKernel::Dense,
+        };
+        return Mode::skip_conv(threshold, kernel);
+    }
     let temporal = match (args.threshold, args.interval) {
         (Some(threshold), _) => Some(Mode::adaptive(threshold)),
         (None, Some(interval)) => Some(Mode::fixed_interval(interval)),

@@ -62,13 +62,15 @@ fn infer_should_run_every_mode_on_the_real_clip() {
     let Some(frames) = shared("data/detrac-clip/clip252") else {
         return;
     };
-    let modes: [&[&str]; 6] = [
+    let modes: [&[&str]; 8] = [
         &["--static", "6,6,6,6,6,6"],
         &["--static", "1,2,3,4,5,6"],
         &["--non-temporal"],
         &["--interval", "3"],
         &["--threshold", "0"],
         &["--interval", "2", "--static", "1,1,1,1,1,1"],
+        &["--skipconv", "0.01"],
+        &["--skipconv", "0", "--skipconv-kernel", "dense"],
     ];
     for mode in modes {
         let lines = infer(&frames, mode, 4, None);
@@ -92,6 +94,16 @@ fn infer_should_run_every_mode_on_the_real_clip() {
         match mode[0] {
             "--static" | "--non-temporal" => assert_eq!(keys, [false; 4], "{mode:?}"),
             "--threshold" => assert_eq!(keys, [true; 4], "{mode:?}"),
+            "--skipconv" => {
+                // The first frame computes everything; the others what moved.
+                assert_eq!(keys, [true, false, false, false], "{mode:?}");
+                for line in &lines[1..] {
+                    assert!(
+                        line["gmac"].as_f64() < lines[0]["gmac"].as_f64(),
+                        "{mode:?}"
+                    );
+                }
+            }
             _ if mode[1] == "3" => assert_eq!(keys, [true, false, false, true]),
             _ => {
                 assert_eq!(keys, [true, false, true, false]);

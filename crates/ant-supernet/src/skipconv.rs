@@ -133,6 +133,7 @@ impl SkipConvDetector {
             detector,
             state: Stream {
                 options,
+                first: true,
                 sites: Vec::new(),
                 cursor: 0,
                 macs: 0,
@@ -151,9 +152,13 @@ impl SkipConvDetector {
         &self.detector
     }
 
-    /// Starts a new stream: the next frame computes everything.
+    /// Starts a new stream: the next frame computes everything. The buffers are kept, so
+    /// that the new stream's first frame does not allocate them again.
     pub fn reset(&mut self) {
-        self.state.sites.clear();
+        self.state.first = true;
+        for site in &mut self.state.sites {
+            site.fresh = true;
+        }
     }
 
     /// Runs one frame (`[3, size, size]`, normalised) of the stream.
@@ -163,7 +168,7 @@ impl SkipConvDetector {
     pub fn forward(&mut self, image: &Map) -> SkipFrame {
         let detector = &self.detector;
         let state = &mut self.state;
-        let first = state.sites.is_empty();
+        let first = std::mem::replace(&mut state.first, false);
         state.cursor = 0;
         state.macs = 0;
         state.dense_macs = 0;
@@ -211,6 +216,8 @@ struct Site {
     reference: Vec<f32>,
     /// Its outputs.
     output: Vec<f32>,
+    /// A new stream started: the next frame computes everything.
+    fresh: bool,
 }
 
 /// A feature map; when its buffer is a convolution's stored output, that convolution, which
@@ -252,6 +259,8 @@ fn padded_columns(count: usize) -> usize {
 #[derive(Debug)]
 struct Stream {
     options: SkipConvOptions,
+    /// The next frame starts a stream.
+    first: bool,
     sites: Vec<Site>,
     cursor: usize,
     macs: u64,
@@ -290,9 +299,9 @@ impl Stream {
 
     /// The norm gate of site `index` on its input `x * scale` (per channel, when given).
     ///
-    /// Returns `None` when the site has no outputs for this shape yet: everything is
-    /// computed and the reference becomes the input. Otherwise the moved positions, with the
-    /// reference updated there. Only the positions of `changed` are examined: where the
+    /// Returns `None` on a stream's first frame, or when the site has no outputs for this
+    /// shape yet: everything is computed and the reference becomes the input. Otherwise the
+    /// moved positions, with the reference updated there. Only the positions of `changed` are examined: where the
     /// input equals the previous frame's, its distance to the reference is what the gate
     /// left there last frame, at most the threshold.
     fn gate(
@@ -308,13 +317,14 @@ impl Stream {
         let channels = x.channels;
         let limit = self.options.threshold * channels as f32;
         let site = &mut self.sites[index];
-        if site.reference.len() != x.data.len() || site.output.len() != output_len {
+        if site.fresh || site.reference.len() != x.data.len() || site.output.len() != output_len {
+            site.fresh = false;
             site.reference.clear();
             site.reference.extend_from_slice(&x.data);
             if let Some(scale) = scale {
                 scale_planes(&mut site.reference, plane, scale);
             }
-            site.output = vec![0.0; output_len];
+            site.output.resize(output_len, 0.0);
             return None;
         }
         let reference = &mut site.reference;
