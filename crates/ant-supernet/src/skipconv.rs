@@ -99,6 +99,34 @@ pub struct SkipFrame {
     pub dense_macs: u64,
     /// The first frame of the stream (every position computed).
     pub first: bool,
+    /// What each layer computed, in the order the frame ran them.
+    pub layers: Vec<LayerWork>,
+}
+
+/// What one layer of a [`SkipFrame`] computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerWork {
+    /// The layer.
+    pub kind: LayerKind,
+    /// Output positions recomputed.
+    pub computed: usize,
+    /// Output positions in all.
+    pub positions: usize,
+    /// Multiply-accumulates per output position.
+    pub macs_per_position: u64,
+}
+
+/// The kinds of layer a [`SkipConvDetector`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// The 3x3 stride-2 stem convolution.
+    Stem,
+    /// A 1x1 convolution.
+    Pointwise,
+    /// A depthwise convolution.
+    Depthwise,
+    /// A squeeze-excite gate's two dense layers (one position, every frame).
+    SqueezeExcite,
 }
 
 impl SkipFrame {
@@ -138,6 +166,7 @@ impl SkipConvDetector {
                 cursor: 0,
                 macs: 0,
                 dense_macs: 0,
+                layers: Vec::new(),
             },
         })
     }
@@ -172,6 +201,7 @@ impl SkipConvDetector {
         state.cursor = 0;
         state.macs = 0;
         state.dense_macs = 0;
+        state.layers.clear();
         let stem = state.stem(detector, image);
         let mut current = state.blocks(&detector.first_stage, &stem);
         state.release(stem);
@@ -205,6 +235,7 @@ impl SkipConvDetector {
             macs: state.macs,
             dense_macs: state.dense_macs,
             first,
+            layers: state.layers.clone(),
         }
     }
 }
@@ -265,6 +296,7 @@ struct Stream {
     cursor: usize,
     macs: u64,
     dense_macs: u64,
+    layers: Vec<LayerWork>,
 }
 
 /// Below this share of a plane, per-position (indexed) loops beat whole-plane passes.
@@ -292,9 +324,15 @@ impl Stream {
         }
     }
 
-    fn count(&mut self, computed: usize, total: usize, per_position: usize) {
+    fn count(&mut self, kind: LayerKind, computed: usize, total: usize, per_position: usize) {
         self.macs += (computed * per_position) as u64;
         self.dense_macs += (total * per_position) as u64;
+        self.layers.push(LayerWork {
+            kind,
+            computed,
+            positions: total,
+            macs_per_position: per_position as u64,
+        });
     }
 
     /// The norm gate of site `index` on its input `x * scale` (per channel, when given).
@@ -406,7 +444,12 @@ impl Stream {
             kernel == SkipKernel::Sparse,
         );
         let computed = moved.as_ref().map_or(plane, |m| m.positions.len());
-        self.count(computed, plane, conv.in_channels * conv.out_channels);
+        self.count(
+            LayerKind::Pointwise,
+            computed,
+            plane,
+            conv.in_channels * conv.out_channels,
+        );
         let site = &mut self.sites[index];
         let mut output = std::mem::take(&mut site.output);
         if kernel == SkipKernel::Dense || computed == plane {
@@ -468,6 +511,7 @@ impl Stream {
             .as_ref()
             .map_or(out_h * out_w, |mask| mask.iter().filter(|&&m| m).count());
         self.count(
+            LayerKind::Depthwise,
             computed,
             out_h * out_w,
             x.channels * conv.kernel * conv.kernel,
@@ -535,7 +579,12 @@ impl Stream {
         });
         let positions = out_mask.as_ref().map(|mask| moved_positions(mask));
         let computed = positions.as_ref().map_or(out_h * out_w, Vec::len);
-        self.count(computed, out_h * out_w, taps * conv.out_channels);
+        self.count(
+            LayerKind::Stem,
+            computed,
+            out_h * out_w,
+            taps * conv.out_channels,
+        );
         let skip_kernel = self.options.kernel;
         let site = &mut self.sites[index];
         let mut output = std::mem::take(&mut site.output);
@@ -590,7 +639,7 @@ impl Stream {
         }
         let gate = block.se.gate(&depthwise.map);
         let se_macs = block.se.reduce.weight.len() + block.se.expand.weight.len();
-        self.count(1, 1, se_macs);
+        self.count(LayerKind::SqueezeExcite, 1, 1, se_macs);
         let projected = self.pointwise(
             &block.project,
             &depthwise.map,

@@ -8,7 +8,7 @@
 mod common;
 
 use ant_supernet::prepared::{Map, PreparedDetector, PreparedOutputs};
-use ant_supernet::skipconv::{SkipConvDetector, SkipConvOptions, SkipKernel};
+use ant_supernet::skipconv::{LayerKind, SkipConvDetector, SkipConvOptions, SkipKernel};
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch, detector_cost};
 use ant_temporal::{AntDetector, Mode};
 use burn::prelude::*;
@@ -205,4 +205,107 @@ fn should_run_as_a_mode_of_the_streaming_detector() {
         error.contains("skip-conv runs on the prepared CPU engine"),
         "{error}"
     );
+}
+
+/// Output positions of the 3x3 stride-2 stem (TF "same" padding) whose window holds a pixel
+/// where `a` and `b` differ in any channel, counted one by one.
+fn naive_stem_count(a: &Map, b: &Map) -> usize {
+    let out = SIZE.div_ceil(2);
+    let pad = ((out - 1) * 2 + 3).saturating_sub(SIZE) / 2;
+    let plane = SIZE * SIZE;
+    let differs = |y: usize, x: usize| {
+        (0..3).any(|c| a.data[c * plane + y * SIZE + x] != b.data[c * plane + y * SIZE + x])
+    };
+    let mut count = 0;
+    for oy in 0..out {
+        for ox in 0..out {
+            let mut hit = false;
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let (Some(y), Some(x)) = (
+                        (oy * 2 + ky).checked_sub(pad),
+                        (ox * 2 + kx).checked_sub(pad),
+                    ) else {
+                        continue;
+                    };
+                    hit |= y < SIZE && x < SIZE && differs(y, x);
+                }
+            }
+            count += usize::from(hit);
+        }
+    }
+    count
+}
+
+#[test]
+fn should_count_the_work_of_every_layer_as_a_naive_count_does() {
+    let Some(frames) = frames(2, 1) else {
+        return;
+    };
+    let model = model();
+    let dense = PreparedDetector::new(&model);
+    let expected_macs = detector_cost(&model.config, &SubnetArch::LARGEST)
+        .total
+        .macs;
+    // The first frame with a 12 x 12 patch changed: only what the patch reaches is recomputed.
+    let mut patched = frames[0].clone();
+    let plane = SIZE * SIZE;
+    for channel in 0..3 {
+        for y in 60..72 {
+            for x in 101..113 {
+                patched.data[channel * plane + y * SIZE + x] += 0.5;
+            }
+        }
+    }
+    for (previous, current) in [(&frames[0], &patched), (&frames[0], &frames[1])] {
+        let mut detector = skip(&dense, 0.0, SkipKernel::Sparse);
+        detector.forward(previous);
+        let frame = detector.forward(current);
+        // The totals are the layers' sums, and the dense one is detector_cost's.
+        let computed: u64 = frame
+            .layers
+            .iter()
+            .map(|layer| layer.computed as u64 * layer.macs_per_position)
+            .sum();
+        let whole: u64 = frame
+            .layers
+            .iter()
+            .map(|layer| layer.positions as u64 * layer.macs_per_position)
+            .sum();
+        assert_eq!((computed, whole), (frame.macs, frame.dense_macs));
+        assert_eq!(whole, expected_macs);
+        // The stem recomputes exactly the outputs whose window holds a changed pixel.
+        let stem = frame.layers[0];
+        assert_eq!(stem.kind, LayerKind::Stem);
+        assert_eq!(stem.positions, SIZE.div_ceil(2).pow(2));
+        assert_eq!(stem.computed, naive_stem_count(previous, current));
+        let stem_channels = model.config.backbone.stem_channels() as u64;
+        assert_eq!(
+            stem.macs_per_position,
+            27 * stem_channels,
+            "3 x 3 x 3 taps per channel"
+        );
+        for layer in &frame.layers {
+            assert!(layer.computed <= layer.positions, "{layer:?}");
+        }
+    }
+    // The stem recomputes 7 x 7 of its 128 x 128 outputs for the patch. At threshold 0 the
+    // patch still reaches every position further on: each squeeze-excite gate pools its whole
+    // map, so its change scales every position of the projection's input a little. A small
+    // threshold stops that, and the work stays near the patch.
+    for (threshold, most) in [(0.0, 1.0), (0.001, 0.1)] {
+        let mut detector = skip(&dense, threshold, SkipKernel::Sparse);
+        detector.forward(&frames[0]);
+        let frame = detector.forward(&patched);
+        assert_eq!(frame.layers[0].computed, 7 * 7);
+        eprintln!(
+            "patch at threshold {threshold}: {:.4} of the MACs",
+            frame.computed_fraction()
+        );
+        assert!(
+            frame.computed_fraction() <= most,
+            "{}",
+            frame.computed_fraction()
+        );
+    }
 }
