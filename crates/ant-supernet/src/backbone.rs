@@ -25,10 +25,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::{BackboneConfig, PYRAMID_STAGES, SE_RATIO};
 use crate::error::{Result, SupernetError};
-use crate::fast::{depthwise_norm_act, norm_act, pointwise_norm_act};
 use crate::nn::{ConvWeight, batch_norm, conv2d_same, load_batch_norm, swish};
 use crate::seeded::{splitmix64, uniform};
 use crate::weights::WeightMap;
+use ant_kernels::fast::{depthwise_norm_act, norm_act, pointwise_norm_act};
 
 fn narrow_out(weight: Tensor<4>, channels: usize) -> Tensor<4> {
     if weight.dims()[0] == channels {
@@ -74,7 +74,7 @@ fn squeeze_excite_gate(
     let hidden = swish(conv2d_same(pooled, reduce_weight, reduce_bias, 1, 1));
     let expand_bias = expand.bias.as_ref().map(|b| narrow_bias(b.val(), channels));
     let expand_weight = narrow_out(expand.weight.val(), channels);
-    crate::act::sigmoid_train(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
+    ant_kernels::act::sigmoid_train(conv2d_same(hidden, expand_weight, expand_bias, 1, 1))
 }
 
 /// Squeeze-excite reduction width of a block: 0.25 of its input channels (timm rounds).
@@ -506,7 +506,7 @@ impl Backbone {
     pub fn forward_stem(&self, x: Tensor<4>) -> Tensor<4> {
         norm_act(
             &self.bn_stem,
-            crate::fast::conv_im2col(x, self.stem.weight.val(), 2),
+            ant_kernels::fast::conv_im2col(x, self.stem.weight.val(), 2),
             true,
         )
     }

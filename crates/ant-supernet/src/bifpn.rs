@@ -75,7 +75,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        crate::fast::norm_act(&self.bn, self.conv.forward(x, 1, 1), false)
+        ant_kernels::fast::norm_act(&self.bn, self.conv.forward(x, 1, 1), false)
     }
 
     fn load(&mut self, weights: &mut WeightMap, prefix: &str, device: &Device) -> Result<()> {

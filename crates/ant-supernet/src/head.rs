@@ -67,7 +67,7 @@ impl HeadNet {
             .map(|(level, x)| {
                 let mut x = x.clone();
                 for (conv, norms) in self.conv_rep.iter().zip(&self.bn_rep) {
-                    x = crate::fast::norm_act(&norms[level], conv.forward(x), true);
+                    x = ant_kernels::fast::norm_act(&norms[level], conv.forward(x), true);
                 }
                 self.predict.forward(x)
             })

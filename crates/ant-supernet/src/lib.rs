@@ -9,15 +9,15 @@
 //! `parity` test), importable from effdet's PyTorch checkpoints ([`EfficientDet::from_effdet`]),
 //! with cost accounting for any subnet ([`detector_cost`]).
 //!
-//! Inference kernels for the CPU live in [`fast`]; the ops training needs to be fast on Burn's
-//! `flex` backend carry their own autodiff backward ([`dwconv`] depthwise convolution, [`act`]
-//! swish/sigmoid, [`nn::pointwise_matmul`] 1x1 convolutions) and fall back to Burn's ops on
-//! other backends. No training loop lives here: see `ant-train`. The temporal modules (`ant-temporal`) reach
-//! the stage-level features through [`EfficientDet::forward_backbone`] and run BiFPN and heads
-//! on fused features through [`EfficientDet::forward_pyramid`].
+//! The layers run on the kernels of `ant-kernels` (the CPU inference kernels, and the training
+//! ops with their own backward on Burn's `flex` backend), which fall back to Burn's ops on
+//! other backends; [`prepared`] is the CPU inference engine built on them and [`skipconv`]
+//! Skip-Convolutions over it. No training loop lives here: see `ant-train`. The temporal
+//! modules (`ant-temporal`) reach the stage-level features through
+//! [`EfficientDet::forward_backbone`] and run BiFPN and heads on fused features through
+//! [`EfficientDet::forward_pyramid`].
 #![warn(missing_docs)]
 
-pub mod act;
 pub mod anchors;
 pub mod arch;
 pub mod backbone;
@@ -26,12 +26,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod cost;
 pub mod detector;
-pub mod dwconv;
 pub mod error;
-pub mod fast;
 pub mod head;
 pub mod loss;
-pub mod matmul;
 pub mod nn;
 pub mod parity;
 mod pickle_scan;

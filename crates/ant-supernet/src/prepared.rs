@@ -8,7 +8,7 @@
 //! activations kept as plain [`Map`]s between layers. The 1x1 convolutions (most of the
 //! arithmetic) run as one matrix product each through Burn's `flex` matmul (the `gemm`
 //! crate), with bias, swish and the residual added in one pass over the product; the
-//! depthwise convolutions run the kernels of [`crate::fast`]; the squeeze-excite gate is
+//! depthwise convolutions run the kernels of [`ant_kernels::fast`]; the squeeze-excite gate is
 //! folded into the projection's weight columns (`W (x * g) = (W * g) x`).
 //!
 //! Numerically the engine computes what [`EfficientDet::forward`] computes, up to the
@@ -25,10 +25,10 @@ use crate::bifpn::{BiFpn, ConvBn, FpnNode};
 use crate::config::{EfficientDetConfig, PYRAMID_STAGES};
 use crate::detector::EfficientDet;
 use crate::error::{Result, SupernetError};
-use crate::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
 use crate::head::HeadNet;
 use crate::nn::{ConvWeight, SeparableConv};
 use crate::postprocess::{Detections, detect_image};
+use ant_kernels::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
 
 /// One image's feature map: `channels` planes of `height x width`, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,7 +226,7 @@ fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 }
 
 /// A 1x1 convolution with its batch norm (and bias) folded in: `y = W x + b`, computed by
-/// [`crate::matmul::pointwise`] with the activation and residual in its epilogue.
+/// [`ant_kernels::matmul::pointwise`] with the activation and residual in its epilogue.
 #[derive(Clone, Debug)]
 pub struct Pointwise {
     /// `[out, in]`, row-major.
@@ -317,11 +317,11 @@ impl Pointwise {
         residual: Option<&Map>,
     ) -> Map {
         assert_eq!(x.channels, self.in_channels, "pointwise input channels");
-        let data = crate::matmul::pointwise(
+        let data = ant_kernels::matmul::pointwise(
             weight,
             [self.out_channels, self.in_channels, x.plane()],
             &x.data,
-            crate::matmul::PointwiseEpilogue {
+            ant_kernels::matmul::PointwiseEpilogue {
                 bias: &self.bias,
                 addend,
                 swish: activation == Activation::Swish,
@@ -944,7 +944,7 @@ impl PreparedDetector {
     }
 
     /// The stem (3x3 stride 2, norm, swish): the direct kernel of
-    /// [`crate::fast::stem_conv3x3_s2`] for a 3x3 stem on RGB, else im2col and one matrix
+    /// [`ant_kernels::fast::stem_conv3x3_s2`] for a 3x3 stem on RGB, else im2col and one matrix
     /// product.
     ///
     /// # Panics
@@ -952,7 +952,7 @@ impl PreparedDetector {
     pub fn stem(&self, image: &Map) -> Map {
         let kernel = self.stem_kernel;
         if kernel == 3 && image.channels == 3 {
-            let data = crate::fast::stem_conv3x3_s2(
+            let data = ant_kernels::fast::stem_conv3x3_s2(
                 &image.data,
                 [image.height, image.width],
                 &self.stem.weight,

@@ -50,14 +50,14 @@ use rayon::prelude::*;
 use crate::arch::{MAX_RATIO, NUM_ELASTIC_STAGES, SubnetArch};
 use crate::config::PYRAMID_STAGES;
 use crate::error::{Result, SupernetError};
-use crate::fast::{PARALLEL_MIN_OUTPUTS, fast_exp, simd};
-use crate::matmul::{PointwiseEpilogue, pointwise};
 use crate::nn::same_padding;
 use crate::prepared::{
     Activation, Depthwise, Map, Pointwise, PreparedBlock, PreparedDetector, PreparedFpn,
     PreparedHead, PreparedNode, PreparedOutputs, PreparedSeparable, max_pool, swish, upsample,
     weighted_add,
 };
+use ant_kernels::fast::{PARALLEL_MIN_OUTPUTS, fast_exp, simd};
+use ant_kernels::matmul::{PointwiseEpilogue, pointwise};
 
 /// How a skip convolution computes its recomputed positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

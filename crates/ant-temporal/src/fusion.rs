@@ -15,7 +15,7 @@
 //! its 8 GPU epochs to recover from that; the CPU default trains stage 2 for a few hundred
 //! steps.
 
-use ant_supernet::act::sigmoid_train;
+use ant_kernels::act::sigmoid_train;
 use ant_supernet::nn::{ConvWeight, batch_norm, swish};
 use burn::config::Config;
 use burn::module::{Module, Param};

@@ -1,7 +1,7 @@
 //! The training 1x1 convolution as a matrix product against Burn's convolution: forward values
 //! and the gradients of a scalar loss w.r.t. input, weight and bias on an autodiff flex device.
 
-use ant_supernet::nn::pointwise_matmul;
+use ant_kernels::conv::pointwise_matmul;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};

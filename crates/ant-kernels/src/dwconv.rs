@@ -33,7 +33,7 @@ use rayon::prelude::*;
 type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
 /// Depthwise convolution with TF "same" padding: exactly
-/// `crate::nn::conv2d_same(x, weight, None, stride, channels)`.
+/// `crate::conv::conv2d_same(x, weight, None, stride, channels)`.
 ///
 /// On an autodiff flex device (f32, stride 1 or 2) this runs the custom kernels and registers
 /// one autodiff op with a hand-written backward; everywhere else it is Burn's convolution.
@@ -54,7 +54,7 @@ pub fn depthwise_conv2d_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> 
         && x.device().is_autodiff()
         && weight.device().is_autodiff();
     if !eligible {
-        return crate::nn::conv2d_same(x, weight, None, stride, channels);
+        return crate::conv::conv2d_same(x, weight, None, stride, channels);
     }
     let x = x.into_dispatch();
     let weight = weight.into_dispatch();
@@ -67,7 +67,7 @@ pub fn depthwise_conv2d_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> 
                 run_strategy::<BalancedCheckpointing>(x, weight, stride)
             }
         },
-        _ => crate::nn::conv2d_same(
+        _ => crate::conv::conv2d_same(
             Tensor::from_dispatch(x),
             Tensor::from_dispatch(weight),
             None,
@@ -217,8 +217,8 @@ struct Geometry {
 
 impl Geometry {
     fn new([batch, channels, height, width]: [usize; 4], kernel: usize, stride: usize) -> Self {
-        let (pad_top, pad_bottom) = crate::nn::same_padding(height, kernel, stride);
-        let (pad_left, pad_right) = crate::nn::same_padding(width, kernel, stride);
+        let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
+        let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
         let padded_w = width + pad_left + pad_right;
         Self {
             batch,

@@ -485,8 +485,8 @@ pub fn stem_conv3x3_s2(
         "3x3 weights over 3 channels"
     );
     let (kernel, stride) = (3, 2);
-    let (pad_top, pad_bottom) = crate::nn::same_padding(height, kernel, stride);
-    let (pad_left, pad_right) = crate::nn::same_padding(width, kernel, stride);
+    let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
+    let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
     let padded_w = width + pad_left + pad_right;
     let g = PlaneGeometry {
         width,
@@ -666,8 +666,8 @@ pub fn depthwise_planes(
     activate: bool,
 ) -> Vec<f32> {
     assert!(stride == 1 || stride == 2, "depthwise stride {stride}");
-    let (pad_top, pad_bottom) = crate::nn::same_padding(height, kernel, stride);
-    let (pad_left, pad_right) = crate::nn::same_padding(width, kernel, stride);
+    let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
+    let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
     let out_h = height.div_ceil(stride);
     let out_w = width.div_ceil(stride);
     let plane_in = height * width;
@@ -730,10 +730,10 @@ pub fn depthwise_planes(
 pub fn max_pool_same(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
     let device = x.device();
     let [batch, channels, height, width] = x.dims();
-    let (pad_top, _) = crate::nn::same_padding(height, kernel, stride);
-    let (pad_left, _) = crate::nn::same_padding(width, kernel, stride);
+    let (pad_top, _) = crate::conv::same_padding(height, kernel, stride);
+    let (pad_left, _) = crate::conv::same_padding(width, kernel, stride);
     if device.is_autodiff() {
-        return crate::nn::max_pool_same_burn(x, kernel, stride);
+        return crate::conv::max_pool_same_burn(x, kernel, stride);
     }
     let out_h = height.div_ceil(stride);
     let out_w = width.div_ceil(stride);
@@ -772,12 +772,12 @@ pub fn max_pool_same(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
 pub fn conv_im2col(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> Tensor<4> {
     let device = x.device();
     if device.is_autodiff() {
-        return crate::nn::conv2d_same(x, weight, None, stride, 1);
+        return crate::conv::conv2d_same(x, weight, None, stride, 1);
     }
     let [batch, in_channels, height, width] = x.dims();
     let [out_channels, _, kernel, _] = weight.dims();
-    let (pad_top, _) = crate::nn::same_padding(height, kernel, stride);
-    let (pad_left, _) = crate::nn::same_padding(width, kernel, stride);
+    let (pad_top, _) = crate::conv::same_padding(height, kernel, stride);
+    let (pad_left, _) = crate::conv::same_padding(width, kernel, stride);
     let out_h = height.div_ceil(stride);
     let out_w = width.div_ceil(stride);
     let rows = in_channels * kernel * kernel;
@@ -838,7 +838,11 @@ pub fn pointwise_norm_act(
             Some(gate) => x * gate,
             None => x,
         };
-        return norm_act(bn, crate::nn::conv2d_same(x, weight, None, 1, 1), activate);
+        return norm_act(
+            bn,
+            crate::conv::conv2d_same(x, weight, None, 1, 1),
+            activate,
+        );
     }
     let [out_channels, _, _, _] = weight.dims();
     let (scale, shift) = batch_norm_affine(bn);
@@ -854,13 +858,21 @@ pub fn pointwise_norm_act(
         Some(gate) => x * gate,
         None => x,
     };
-    let y = crate::nn::conv2d_same(x, weight, Some(shift), 1, 1);
+    let y = crate::conv::conv2d_same(x, weight, Some(shift), 1, 1);
     if activate { swish(y) } else { y }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch norm as the model's layers build it (EfficientDet's epsilon and momentum).
+    fn batch_norm(channels: usize, device: &burn::tensor::Device) -> BatchNorm {
+        burn::nn::BatchNormConfig::new(channels)
+            .with_epsilon(1e-3)
+            .with_momentum(0.01)
+            .init(device)
+    }
 
     #[test]
     fn should_match_std_exp_to_float_precision() {
@@ -892,7 +904,7 @@ mod tests {
             (12, 7, 1),
         ] {
             let channels = 4;
-            let mut bn = crate::nn::batch_norm(channels, &device);
+            let mut bn = batch_norm(channels, &device);
             bn.running_var =
                 burn::module::RunningState::new(Tensor::from_floats([0.5, 1.5, 2.0, 1.0], &device));
             let x = Tensor::<4>::random(
@@ -905,14 +917,14 @@ mod tests {
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let expected = burn::tensor::activation::silu(bn.forward(crate::nn::conv2d_same(
+            let expected = burn::tensor::activation::silu(bn.forward(crate::conv::conv2d_same(
                 x.clone(),
                 weight.clone(),
                 None,
                 stride,
                 channels,
             )));
-            let plain = crate::nn::conv2d_same(x.clone(), weight.clone(), None, stride, channels);
+            let plain = crate::conv::conv2d_same(x.clone(), weight.clone(), None, stride, channels);
             let ours_plain = depthwise_same(x.clone(), weight.clone(), stride);
             let error: f32 = (ours_plain - plain).abs().max().into_scalar();
             assert!(
@@ -945,7 +957,7 @@ mod tests {
             );
             let bias = vec![0.1, -0.2, 0.3, 0.0, 0.5];
             let expected = burn::tensor::activation::silu(
-                crate::nn::conv2d_same(x.clone(), weight.clone(), None, 2, 1)
+                crate::conv::conv2d_same(x.clone(), weight.clone(), None, 2, 1)
                     + Tensor::<1>::from_floats(bias.as_slice(), &device).reshape([1, 5, 1, 1]),
             );
             let input: Vec<f32> = x.into_data().iter::<f32>().collect();
@@ -970,7 +982,7 @@ mod tests {
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let expected = crate::nn::max_pool_same_burn(x.clone(), 3, 2);
+            let expected = crate::conv::max_pool_same_burn(x.clone(), 3, 2);
             let ours = max_pool_same(x, 3, 2);
             assert_eq!(ours.dims(), expected.dims());
             let error: f32 = (ours - expected).abs().max().into_scalar();
@@ -992,7 +1004,7 @@ mod tests {
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let expected = crate::nn::conv2d_same(x.clone(), weight.clone(), None, stride, 1);
+            let expected = crate::conv::conv2d_same(x.clone(), weight.clone(), None, stride, 1);
             let ours = conv_im2col(x, weight, stride);
             assert_eq!(ours.dims(), expected.dims());
             let error: f32 = (ours - expected).abs().max().into_scalar();
@@ -1003,7 +1015,7 @@ mod tests {
     #[test]
     fn should_fuse_norm_and_swish_like_burn() {
         let device = burn::tensor::Device::flex();
-        let mut bn = crate::nn::batch_norm(3, &device);
+        let mut bn = batch_norm(3, &device);
         bn.running_mean =
             burn::module::RunningState::new(Tensor::from_floats([0.1, -0.2, 0.3], &device));
         bn.running_var =

@@ -1,7 +1,7 @@
 //! The fused swish and sigmoid against Burn's `x * sigmoid(x)` and `sigmoid(x)`: forward values
 //! and the gradient of a scalar loss on an autodiff flex device, far out in the tails too.
 
-use ant_supernet::act::{sigmoid_train, swish_train};
+use ant_kernels::act::{sigmoid_train, swish_train};
 use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
@@ -157,7 +157,7 @@ fn should_match_burn_without_gradients() {
         let ours = values(sigmoid_train(x.clone()));
         assert!(max_relative(&ours, &expected) < 1e-6);
         // The inference path of the model's swish is unchanged on plain flex.
-        let fast = values(ant_supernet::nn::swish(x.clone()));
+        let fast = values(ant_kernels::conv::swish(x.clone()));
         assert!(max_relative(&fast, &values(silu(x.clone()))) < 1e-6);
         let flat: Tensor<2> = x.reshape([8, 90]);
         let ours = values(swish_train(flat.clone()));
@@ -177,7 +177,7 @@ fn should_chain_into_earlier_ops() {
         let w = Tensor::<4>::from_data(w.clone(), &device).require_grad();
         let h = x.clone() * w.clone() + 0.5;
         let y = if ours {
-            ant_supernet::nn::swish(h)
+            ant_kernels::conv::swish(h)
         } else {
             silu(h)
         };

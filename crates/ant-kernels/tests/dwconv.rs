@@ -1,8 +1,8 @@
 //! The custom depthwise convolution against Burn's grouped convolution: forward values and the
 //! gradients of a scalar loss on an autodiff flex device.
 
-use ant_supernet::dwconv::depthwise_conv2d_same;
-use ant_supernet::nn::conv2d_same;
+use ant_kernels::conv::conv2d_same;
+use ant_kernels::dwconv::depthwise_conv2d_same;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 fn random(shape: [usize; 4]) -> TensorData {

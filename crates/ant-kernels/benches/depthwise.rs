@@ -2,8 +2,8 @@
 //! convolution (`conv2d_same`) against the custom op (`depthwise_conv2d_same`), at three layer
 //! shapes of EfficientNet-B0 training. Run single-threaded with `RAYON_NUM_THREADS=1`.
 
-use ant_supernet::dwconv::depthwise_conv2d_same;
-use ant_supernet::nn::conv2d_same;
+use ant_kernels::conv::conv2d_same;
+use ant_kernels::dwconv::depthwise_conv2d_same;
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 
