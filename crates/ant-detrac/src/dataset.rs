@@ -404,8 +404,9 @@ impl Augment {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed hash for per-item decisions.
-fn splitmix64(value: u64) -> u64 {
+/// SplitMix64: a tiny, well-mixed hash for per-item decisions (and the synthetic generator's
+/// seeds).
+pub(crate) fn splitmix64(value: u64) -> u64 {
     let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

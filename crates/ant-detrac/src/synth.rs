@@ -39,6 +39,7 @@ use crate::annotation::{
     DetracBox, FrameAnnotation, Occlusion, Schema, SequenceAnnotation, Target,
 };
 use crate::classes::VehicleType;
+use crate::dataset::splitmix64;
 use crate::error::DetracError;
 use crate::layout::{annotation_dir_name, annotation_file_name, image_dir_name, image_file_name};
 use crate::split::{Split, SplitEntry, SplitList};
@@ -301,16 +302,9 @@ fn motion_statistics(states: &[FrameState]) -> (f32, f32) {
 fn stream(seed: u64, parts: &[u64]) -> ChaCha8Rng {
     let mut state = seed ^ 0x0005_EED0_FA17_u64;
     for part in parts {
-        state = splitmix(state ^ splitmix(*part));
+        state = splitmix64(state ^ splitmix64(*part));
     }
     ChaCha8Rng::seed_from_u64(state)
-}
-
-fn splitmix(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn lerp(from: f32, to: f32, t: f32) -> f32 {
