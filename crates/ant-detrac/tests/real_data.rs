@@ -16,24 +16,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 
-fn sample_path() -> std::path::PathBuf {
-    manifest_dir().join("../../../shared/data/detrac-sample")
-}
-
 /// The shared sample directory, or `None` (skip) when it is absent outside CI.
 fn sample_dir() -> Option<PathBuf> {
-    let dir = sample_path();
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{} is missing and CI=true: the real-data tests must run",
-            dir.display()
-        );
-    }
-    eprintln!("skipping: {} is missing", dir.display());
-    None
+    ant_fixtures::shared("data/detrac-sample")
 }
 
 #[test]

@@ -12,10 +12,6 @@ use ant_metrics::{CocoDataset, EvalParams, STAT_NAMES, evaluate_bbox, load_detec
 
 const TOLERANCE: f64 = 1e-4;
 
-fn fixture_dir() -> PathBuf {
-    manifest_dir().join("../../../shared/fixtures/coco-eval")
-}
-
 fn expected_stats(path: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(path).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -29,20 +25,9 @@ fn expected_stats(path: &Path) -> Vec<f64> {
 
 #[test]
 fn should_match_pycocotools_on_shared_cases() {
-    let dir = fixture_dir();
-    if !dir.is_dir() {
-        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true");
-        assert!(
-            !in_ci,
-            "fixture folder {} is missing under CI",
-            dir.display()
-        );
-        eprintln!(
-            "note: skipping pycocotools parity, {} is missing",
-            dir.display()
-        );
+    let Some(dir) = ant_fixtures::shared("fixtures/coco-eval") else {
         return;
-    }
+    };
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -83,13 +68,4 @@ fn should_match_pycocotools_on_shared_cases() {
         "parity failures:\n{}",
         failures.join("\n")
     );
-}
-
-/// This package's directory, read when the test runs: a compile-time `env!` would keep the
-/// path of whichever checkout last built the test binary when checkouts share a target
-/// directory (as the README recommends), and the test would read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
 }

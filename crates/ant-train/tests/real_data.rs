@@ -15,23 +15,8 @@ use ant_train::trainer::calibration_batches;
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, evaluate, train_stage};
 use burn::tensor::Device;
 
-fn sample_path() -> std::path::PathBuf {
-    manifest_dir().join("../../../shared/data/detrac-sample")
-}
-
 fn sample_dir() -> Option<PathBuf> {
-    let dir = sample_path();
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{} is missing and CI=true: the smoke test must run",
-            dir.display()
-        );
-    }
-    eprintln!("skipping: {} is missing", dir.display());
-    None
+    ant_fixtures::shared("data/detrac-sample")
 }
 
 #[test]
