@@ -1,8 +1,14 @@
 //! Skip-Convolutions (Habibi et al., *Skip-Convolutions for Efficient Video Processing*,
 //! CVPR 2021) over the prepared detector: the "D0 w/ SkipConv" row of ANT's Table 1.
 //!
-//! Reference code: <https://github.com/Qualcomm-AI-research/Skip-Conv> (norm gates in
-//! `lib/nn/skip_conv.py`).
+//! Reference code: <https://github.com/Qualcomm-AI-research/Skip-Conv> (`lib/skip_conv.py`,
+//! norm gates in `lib/gates.py`). Two differences, on purpose: there the residual is taken
+//! against the previous frame's input and a skipped residual is dropped (`z = z0 + g (W * r)`,
+//! then `x0 = x`), so a change below the threshold is lost for good, where here it stays in
+//! the residual until it crosses the threshold; and there the gate averages `|r|` over each
+//! output's receptive field (an L1 norm over channels, scaled by the weights' mean `|W|` for
+//! the default output gate), where here it thresholds the mean over channels at each input
+//! position and recomputes an output when any input of its receptive field moved.
 //!
 //! A convolution is linear, so on a stream its output can follow its input's changes:
 //! `W * x_t = W * x_ref + W * (x_t - x_ref)`, and where the residual `x_t - x_ref` is small
