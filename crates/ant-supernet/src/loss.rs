@@ -126,8 +126,10 @@ pub struct DetectionLoss {
     pub boxes: Tensor<1>,
 }
 
-/// Concatenates per-level outputs `[b, a*w, h, w]` into `[b, anchors, w]`.
-fn flatten(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
+/// Concatenates per-level head outputs `[b, a*w, h, w]` into `[b, anchors, w]`, the anchors
+/// in the order of [`crate::Anchors`] (level, y, x, anchor): what the loss, the distillation
+/// loss and decoding read.
+pub fn concat_levels(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
     let parts: Vec<Tensor<3>> = outputs
         .iter()
         .map(|x| {
@@ -148,8 +150,8 @@ pub fn detection_loss(
     config: &LossConfig,
     device: &Device,
 ) -> DetectionLoss {
-    let logits = flatten(&outputs.class, num_classes); // [b, n, c]
-    let codes = flatten(&outputs.boxes, 4); // [b, n, 4]
+    let logits = concat_levels(&outputs.class, num_classes); // [b, n, c]
+    let codes = concat_levels(&outputs.boxes, 4); // [b, n, 4]
     let [batch, anchors, _] = logits.dims();
     let mut onehot = vec![0f32; batch * anchors * num_classes];
     let mut class_weight = vec![0f32; batch * anchors * num_classes];

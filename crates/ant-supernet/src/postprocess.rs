@@ -42,23 +42,17 @@ impl Detections {
 /// Flattens per-level outputs `[batch, anchors * width, h, w]` into, per image, rows of
 /// `width` values in anchor order (level, y, x, anchor).
 pub fn flatten_levels(outputs: &[Tensor<4>], width: usize) -> Vec<Vec<f32>> {
-    let batch = outputs[0].dims()[0];
-    let mut per_image = vec![Vec::new(); batch];
-    for output in outputs {
-        let [_, channels, h, w] = output.dims();
-        let values: Vec<f32> = output
-            .clone()
-            .permute([0, 2, 3, 1])
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("head outputs are f32");
-        let per = channels * h * w;
-        debug_assert_eq!(channels % width, 0);
-        for (image, rows) in per_image.iter_mut().enumerate() {
-            rows.extend_from_slice(&values[image * per..(image + 1) * per]);
-        }
-    }
-    per_image
+    let rows = crate::loss::concat_levels(outputs, width);
+    let [batch, anchors, _] = rows.dims();
+    let values: Vec<f32> = rows
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("head outputs are f32");
+    values
+        .chunks_exact(anchors * width)
+        .take(batch)
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 /// Turns head outputs into detections, one [`Detections`] per image.

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ant_detrac::{DetracBatcher, FrameDataset, FrameRef, FrameTargets};
+use ant_supernet::loss::concat_levels;
 use ant_supernet::{
     AnchorTargets, Anchors, EfficientDet, HeadOutputs, LossConfig, SubnetArch, detection_loss,
     label_anchors,
@@ -174,21 +175,6 @@ pub fn optimizer(stage: &StageSettings) -> ModuleOptimizer {
         .init()
 }
 
-/// Concatenates per-level outputs `[b, a*w, h, w]` into `[b, anchors, w]` (the order of
-/// `Anchors` and of the loss).
-fn flatten_levels(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
-    let parts: Vec<Tensor<3>> = outputs
-        .iter()
-        .map(|x| {
-            let [batch, channels, height, w] = x.dims();
-            x.clone()
-                .permute([0, 2, 3, 1])
-                .reshape([batch, height * w * channels / width, width])
-        })
-        .collect();
-    Tensor::cat(parts, 1)
-}
-
 /// In-place distillation of a student subnet toward the (detached) largest subnet: binary KL
 /// between the class probabilities over every anchor and class, plus the Huber loss between
 /// box codes on the positive anchors, both normalised like the detection loss (positives + 1)
@@ -201,8 +187,8 @@ pub fn distillation_loss(
     config: &LossConfig,
     device: &Device,
 ) -> Tensor<1> {
-    let student_logits = flatten_levels(&student.class, num_classes);
-    let teacher_logits = flatten_levels(&teacher.class, num_classes).detach();
+    let student_logits = concat_levels(&student.class, num_classes);
+    let teacher_logits = concat_levels(&teacher.class, num_classes).detach();
     let [batch, anchors, _] = student_logits.dims();
     // Binary KL(t || s) = t (log t - log s) + (1 - t) (log(1 - t) - log(1 - s)).
     let teacher_probability = burn::tensor::activation::sigmoid(teacher_logits.clone());
@@ -223,7 +209,7 @@ pub fn distillation_loss(
     }
     let mask = Tensor::<3>::from_data(TensorData::new(mask, [batch, anchors, 4]), device);
     let difference =
-        (flatten_levels(&student.boxes, 4) - flatten_levels(&teacher.boxes, 4).detach()).abs();
+        (concat_levels(&student.boxes, 4) - concat_levels(&teacher.boxes, 4).detach()).abs();
     let quadratic = difference.clone().clamp_max(config.delta);
     let linear = difference - quadratic.clone();
     let huber = quadratic.powf_scalar(2.0).mul_scalar(0.5) + linear.mul_scalar(config.delta);
