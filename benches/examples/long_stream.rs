@@ -22,9 +22,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ant_benches::{Flags, in_pool, median};
 use ant_detrac::InputTransform;
 use ant_detrac::frames::{Frame, FrameSource, SourceItem};
-use ant_supernet::{EfficientDet, EfficientDetConfig};
+use ant_supernet::EfficientDet;
 use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, Mode, temporal_path};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -57,12 +58,6 @@ fn cpu_ms() -> f64 {
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<f64>().ok())
         .sum::<f64>()
         / 1e6
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The clip's frames, from the first again after the last: one endless stream.
@@ -124,35 +119,25 @@ fn process(
 }
 
 fn main() {
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool")
-        .install(run);
+    in_pool(run);
 }
 
 fn run() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flags = Flags::from_env();
+    let flag = |name: &str| flags.get(name);
     let total: usize = flag("--frames").map_or(10_000, |s| s.parse().expect("--frames"));
     let window = (total / 10).clamp(1, 1_000);
     let clip_dir = PathBuf::from(
         flag("--clip").unwrap_or_else(|| "../shared/data/detrac-clip/clip252".into()),
     );
-    let preset = flag("--preset").unwrap_or_else(|| "tiny".into());
-    let size: usize = flag("--size").map_or(256, |s| s.parse().expect("--size"));
     // The main job's model (`configs/default.json`): tiny, B0 at width and depth 0.5.
-    let width: f64 = flag("--width").map_or(0.5, |s| s.parse().expect("--width"));
-    let depth: f64 = flag("--depth").map_or(0.5, |s| s.parse().expect("--depth"));
+    let config = flags.model_config("tiny", 256, 0.5, 0.5);
+    let preset = flag("--preset").unwrap_or_else(|| "tiny".into());
+    let (size, width, depth) = (
+        config.image_size,
+        config.backbone.width_multiplier,
+        config.backbone.depth_multiplier,
+    );
     let mode = match (flag("--threshold"), flag("--interval")) {
         (Some(t), _) => Mode::adaptive(t.parse().expect("--threshold")),
         (None, Some(n)) => Mode::fixed_interval(n.parse().expect("--interval")),
@@ -171,11 +156,6 @@ fn run() {
             (model, temporal)
         }
         None => {
-            let mut config = EfficientDetConfig::by_name(&preset, 4)
-                .expect("preset d0, d0_plus or tiny")
-                .with_image_size(size);
-            config.backbone.width_multiplier = width;
-            config.backbone.depth_multiplier = depth;
             let model = EfficientDet::init(&config, &device);
             let temporal = AntTemporalConfig::new().init(&config.backbone, &device);
             (model, temporal)

@@ -13,9 +13,9 @@
 
 use std::time::Instant;
 
-use ant_benches::random_input;
+use ant_benches::{Flags, in_pool, median, random_input};
 use ant_supernet::prepared::{Map, PreparedDetector};
-use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
+use ant_supernet::{EfficientDet, SubnetArch};
 use ant_temporal::prepared::PreparedTemporal;
 use ant_temporal::{AntDetector, AntTemporalConfig, Mode};
 use burn::tensor::Device;
@@ -23,48 +23,22 @@ use burn::tensor::Device;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 fn main() {
-    // Inside a pool, as `cargo xtask eval` runs: the calling thread is a worker, so layers
-    // split over one thread are not handed to another thread.
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool")
-        .install(run);
+    in_pool(run);
 }
 
 fn run() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let preset = flag("--preset").unwrap_or_else(|| "tiny".into());
-    let size: usize = flag("--size").map_or(256, |s| s.parse().expect("--size"));
-    let width: f64 = flag("--width").map_or(0.5, |s| s.parse().expect("--width"));
-    let depth: f64 = flag("--depth").map_or(0.5, |s| s.parse().expect("--depth"));
-    let iterations: usize = flag("--iterations").map_or(50, |s| s.parse().expect("--iterations"));
-    let arch: SubnetArch = flag("--arch")
-        .unwrap_or_else(|| "1,1,1,1,1,1".into())
-        .parse()
-        .expect("--arch");
+    let flags = Flags::from_env();
+    let preset = flags.get("--preset").unwrap_or_else(|| "tiny".into());
+    let iterations: usize = flags.parse_or("--iterations", 50);
+    let arch: SubnetArch = flags.parse_or("--arch", SubnetArch::SMALLEST);
     let device = Device::flex();
-    let mut config = EfficientDetConfig::by_name(&preset, 4)
-        .expect("preset d0, d0_plus or tiny")
-        .with_image_size(size);
-    config.backbone.width_multiplier = width;
-    config.backbone.depth_multiplier = depth;
+    let config = flags.model_config("tiny", 256, 0.5, 0.5);
+    let (size, width, depth) = (
+        config.image_size,
+        config.backbone.width_multiplier,
+        config.backbone.depth_multiplier,
+    );
     let model = EfficientDet::init(&config, &device);
     let temporal = AntTemporalConfig::new()
         .with_residual_fusion(true)
@@ -73,7 +47,7 @@ fn run() {
 
     // Parts, on the prepared CPU engine (what `AntDetector` runs on the CPU).
     let prepared = PreparedDetector::new(&model);
-    if args.iter().any(|a| a == "--raw") {
+    if flags.has("--raw") {
         let image = Map::from_tensor(input.clone());
         for (name, arch) in [
             ("raw d0", SubnetArch::LARGEST),
@@ -88,7 +62,7 @@ fn run() {
                     times.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
-            println!("  {name:<28} {:7.3}", median(times));
+            println!("  {name:<28} {:7.3}", median(&times));
         }
         return;
     }
@@ -148,7 +122,7 @@ fn run() {
     }
     println!("{preset} {size}px width {width} depth {depth}, arch {arch}, medians (ms):");
     for (name, values) in &parts {
-        println!("  {name:<28} {:7.3}", median(values.clone()));
+        println!("  {name:<28} {:7.3}", median(values));
     }
 
     // Whole frames through the streaming engine (prepared weights).
@@ -167,8 +141,8 @@ fn run() {
             }
         }
         (
-            (!key.is_empty()).then(|| median(key)),
-            (!other.is_empty()).then(|| median(other)),
+            (!key.is_empty()).then(|| median(&key)),
+            (!other.is_empty()).then(|| median(&other)),
         )
     };
     let show = |name: &str, (key, other): (Option<f64>, Option<f64>)| {

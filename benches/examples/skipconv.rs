@@ -22,46 +22,33 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ant_benches::{Flags, in_pool, median};
 use ant_detrac::frames::{FrameSource, SourceItem};
 use ant_detrac::transform::InputTransform;
 use ant_supernet::prepared::{Map, PreparedDetector};
 use ant_supernet::skipconv::{SkipConvDetector, SkipConvOptions, SkipKernel};
-use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
+use ant_supernet::{EfficientDet, SubnetArch};
 use burn::tensor::Device;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 fn main() {
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool")
-        .install(|| run(threads));
+    in_pool(run);
 }
 
-fn run(threads: usize) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+fn run() {
+    let threads = rayon::current_num_threads();
+    let flags = Flags::from_env();
+    let flag = |name: &str| flags.get(name);
+    let config = flags.model_config("d0", 512, 1.0, 1.0);
     let preset = flag("--preset").unwrap_or_else(|| "d0".into());
-    let size: usize = flag("--size").map_or(512, |s| s.parse().expect("--size"));
-    let width: f64 = flag("--width").map_or(1.0, |s| s.parse().expect("--width"));
-    let depth: f64 = flag("--depth").map_or(1.0, |s| s.parse().expect("--depth"));
-    let count: usize = flag("--frames").map_or(25, |s| s.parse().expect("--frames"));
+    let (size, width, depth) = (
+        config.image_size,
+        config.backbone.width_multiplier,
+        config.backbone.depth_multiplier,
+    );
+    let count: usize = flags.parse_or("--frames", 25);
     let thresholds: Vec<f32> = flag("--thresholds")
         .unwrap_or_else(|| "0,0.01,0.03,0.1,0.3".into())
         .split(',')
@@ -71,11 +58,6 @@ fn run(threads: usize) {
         flag("--clip").unwrap_or_else(|| "../shared/data/detrac-clip/clip252".into()),
     );
     let device = Device::flex();
-    let mut config = EfficientDetConfig::by_name(&preset, 4)
-        .expect("preset d0, d0_plus or tiny")
-        .with_image_size(size);
-    config.backbone.width_multiplier = width;
-    config.backbone.depth_multiplier = depth;
     let model = match flag("--checkpoint") {
         Some(path) => {
             let model = EfficientDet::load(std::path::Path::new(&path), &device)
@@ -162,7 +144,7 @@ fn run(threads: usize) {
                 }
             }
         }
-        let [full, skip_dense, skip_sparse] = times.map(median);
+        let [full, skip_dense, skip_sparse] = times.map(|values| median(&values));
         let fraction = fractions.iter().sum::<f64>() / fractions.len() as f64;
         println!(
             "| {threshold} | {fraction:.3} | {:.3} | {full:.1} | {skip_dense:.1} ({:.2}x) | \
