@@ -2,21 +2,7 @@
 
 mod common;
 
-use common::shared;
-use std::process::Command;
-
-fn xtask(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(manifest_dir().join(".."))
-        .output()
-        .expect("xtask runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{shared, xtask};
 
 fn last_json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
@@ -132,13 +118,4 @@ fn train_should_refuse_gpus_off_wgpu_before_touching_anything() {
     assert!(!ok);
     assert!(stderr.contains("--gpus needs --device wgpu"), "{stderr}");
     assert!(!run_dir.exists(), "no run directory for a refused command");
-}
-
-/// This package's directory, read when the test runs: a compile-time `env!` would keep the
-/// path of whichever checkout last built the test binary when checkouts share a target
-/// directory (as the README recommends), and the test would read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
 }

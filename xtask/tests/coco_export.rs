@@ -10,8 +10,9 @@
 //!   bit for bit, and differs from both;
 //! - `--protocol detrac` on a file without the `ignored_regions` key is an error naming it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ant_detrac::{ReleaseLayout, Split, SynthConfig, load_split, write_dataset};
 use ant_metrics::{
@@ -22,18 +23,7 @@ use ant_train::eval::EvalGroundTruth;
 use ant_train::evaluation::write_untrained_run;
 use burn::tensor::Device;
 
-fn xtask(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(manifest_dir().join(".."))
-        .output()
-        .expect("xtask runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{manifest_dir, xtask};
 
 /// The 12 numbers of `coco-eval --json` (its last line).
 fn coco_eval(gt: &Path, dets: &Path, protocol: &str) -> ([f64; 12], String) {
@@ -265,13 +255,4 @@ fn coco_eval_should_score_an_export_exactly_as_eval_does() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&root);
-}
-
-/// This package's directory, read when the test runs: a compile-time `env!` would keep the
-/// path of whichever checkout last built the test binary when checkouts share a target
-/// directory (as the README recommends), and the test would read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
 }

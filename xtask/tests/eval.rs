@@ -2,25 +2,14 @@
 //! the `--json` last line with the documented names and keys, the thread count it ran with,
 //! and a clear error for a bad run directory.
 
-use std::process::Command;
+mod common;
 
 use ant_detrac::{SynthConfig, write_dataset};
 use ant_train::TrainConfig;
 use ant_train::evaluation::write_untrained_run;
 use burn::tensor::Device;
 
-fn xtask(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(manifest_dir().join(".."))
-        .output()
-        .expect("xtask runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{manifest_dir, xtask};
 
 #[test]
 fn eval_should_print_the_summary_json_last_with_the_documented_names() {
@@ -132,13 +121,4 @@ fn eval_should_name_a_missing_run_directory() {
         stderr.contains("run directory not found") && stderr.contains("no-such-run-dir"),
         "{stderr}"
     );
-}
-
-/// This package's directory, read when the test runs: a compile-time `env!` would keep the
-/// path of whichever checkout last built the test binary when checkouts share a target
-/// directory (as the README recommends), and the test would read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
 }
