@@ -241,7 +241,7 @@ impl SkipConvDetector {
             macs: state.macs,
             dense_macs: state.dense_macs,
             first,
-            layers: state.layers.clone(),
+            layers: std::mem::take(&mut state.layers),
         }
     }
 }
