@@ -14,6 +14,8 @@
 //!   gate on the fused MBConv1 stage (stage 0, fixed width) chooses the first elastic stage.
 //! - [`AntTemporal`] (`AntTemporalConfig::init(&backbone_config, &device)`): both, as one
 //!   module with its own checkpoint ([`temporal_path`]: `MODEL.bpk` -> `MODEL.temporal.bpk`).
+//! - [`AntModel`]: the detector and its temporal modules, saved and loaded as one checkpoint
+//!   directory (what stage 2 trains and [`AntDetector`] runs).
 //!
 //! ## Training forward (stable API for `ant-train`)
 //! ```text
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod fusion;
 pub mod gate;
+mod model;
 pub mod prepared;
 pub mod temporal;
 pub mod train;
@@ -53,5 +56,6 @@ pub use engine::{AntDetector, FrameForward, FrameResult, Mode, WidthPolicy};
 pub use error::{Result, TemporalError};
 pub use fusion::{Fusion, FusionAnchor, FusionConfig};
 pub use gate::{Gate, GateConfig};
+pub use model::{AntModel, MODEL_FILE};
 pub use temporal::{AntTemporal, AntTemporalConfig, temporal_path};
 pub use train::{GateSampling, NonKeyOutput, forward_clip, forward_clip_train, forward_non_key};

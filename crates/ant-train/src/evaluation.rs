@@ -45,7 +45,7 @@ use ant_metrics::{Detection, detections_to_json_string};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::skipconv::SkipKernel;
 use ant_supernet::{EfficientDet, SubnetArch};
-use ant_temporal::{AntDetector, AntTemporal, FrameResult, Mode};
+use ant_temporal::{AntDetector, AntModel, AntTemporal, FrameResult, Mode};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -56,9 +56,7 @@ use crate::checkpoint::{latest_checkpoint, write_atomic};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::eval::{EvalGroundTruth, MethodSummary, Summary, push_frame_detections};
-use crate::joint::{
-    JOINT_STAGE, JointModel, NON_TEMPORAL_STAGE, calibration_clips, load_joint, recalibrate_joint,
-};
+use crate::joint::{JOINT_STAGE, NON_TEMPORAL_STAGE, calibration_clips, recalibrate_joint};
 use crate::latency::{LatencyKey, LatencyTable, median, pareto_front};
 use crate::norms::recalibrate_norms;
 use crate::pipeline::{training_clips, training_frames};
@@ -1098,8 +1096,8 @@ fn load_recalibrated_joint(
     joint_dir: &Path,
     config: &TrainConfig,
     inputs: &JointInputs,
-) -> Result<JointModel> {
-    let joint = load_joint(joint_dir, inputs.device)?;
+) -> Result<AntModel> {
+    let joint = AntModel::load(joint_dir, inputs.device)?;
     if !inputs.recalibrate {
         return Ok(joint);
     }
@@ -1110,7 +1108,7 @@ fn load_recalibrated_joint(
 }
 
 /// The `dynamic-non-temporal` method of a non-temporal stage-2 model.
-fn non_temporal_run(joint: &JointModel, source: String) -> Result<MethodRun> {
+fn non_temporal_run(joint: &AntModel, source: String) -> Result<MethodRun> {
     let detector_params = joint.detector.cost(&SubnetArch::LARGEST).total.params;
     let gate_params: usize = joint.temporal.gates.iter().map(|g| g.num_params()).sum();
     MethodRun::new(

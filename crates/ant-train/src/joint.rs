@@ -22,11 +22,10 @@ use std::time::Instant;
 
 use ant_detrac::{ClipBatch, ClipDataset, ClipRef, DetracBatcher};
 use ant_supernet::{Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss};
-use ant_temporal::{AntTemporal, AntTemporalConfig, GateSampling, forward_non_key, temporal_path};
+use ant_temporal::{AntModel, AntTemporalConfig, GateSampling, forward_non_key};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::nn::BatchNorm;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
@@ -53,48 +52,11 @@ pub const NON_TEMPORAL_STAGE: &str = "stage2-nontemporal";
 /// The joint stage's index in per-step seeds (stages 0 and 1 are 0 and 1).
 const JOINT_STAGE_INDEX: u64 = 2;
 
-/// The detector and its temporal modules, optimised together.
-#[derive(Module, Debug)]
-pub struct JointModel {
-    /// The supernet detector.
-    pub detector: EfficientDet,
-    /// Fusion modules and gates.
-    pub temporal: AntTemporal,
-}
-
-impl JointModel {
-    /// Calls `f` on every batch norm: the detector's, then each fusion module's two.
-    pub fn for_each_norm(&mut self, f: &mut dyn FnMut(&mut BatchNorm)) {
-        crate::norms::for_each_norm(&mut self.detector, &mut *f);
-        for fusion in self.temporal.present_fusions_mut() {
-            f(&mut fusion.bn_pointwise);
-            f(&mut fusion.bn_depthwise);
-        }
-    }
-
-    /// Switches every detector batch norm to its running statistics (no batch statistics, no
-    /// running-statistics updates) while its affine parameters keep training. Burn's flag is
-    /// runtime state, not saved: call it on a fresh or loaded model.
-    pub fn freeze_detector_norms(mut self) -> Self {
-        crate::norms::for_each_norm(&mut self.detector, |norm| {
-            norm.training = norm.training.clone().with_value(false);
-        });
-        self
-    }
-
-    /// Freezes the stem (its convolution and batch norm get no gradient).
-    pub fn freeze_stem(mut self) -> Self {
-        self.detector.backbone.stem = self.detector.backbone.stem.no_grad();
-        self.detector.backbone.bn_stem = self.detector.backbone.bn_stem.no_grad();
-        self
-    }
-}
-
 /// The trained joint model.
 #[derive(Debug)]
 pub struct JointOutcome {
     /// Detector and temporal modules on the plain device.
-    pub model: JointModel,
+    pub model: AntModel,
     /// The newest checkpoint directory (`model.bpk` + `model.temporal.bpk`).
     pub checkpoint: std::path::PathBuf,
     /// The epochs trained by this invocation.
@@ -111,26 +73,6 @@ pub fn temperature_at(start: f32, end: f32, step: usize, total: usize) -> f32 {
         step as f32 / (total - 1) as f32
     };
     start * (end / start).powf(progress.min(1.0))
-}
-
-fn save_joint(dir: &Path, model: &JointModel) -> Result<()> {
-    let valid = model.valid();
-    let model_path = dir.join("model.bpk");
-    valid.detector.save(&model_path)?;
-    valid.temporal.save(&temporal_path(&model_path))?;
-    Ok(())
-}
-
-/// Loads a joint checkpoint directory onto `device`.
-pub fn load_joint(checkpoint: &Path, device: &burn::tensor::Device) -> Result<JointModel> {
-    let model_path = checkpoint.join("model.bpk");
-    let detector = EfficientDet::load(&model_path, device)?;
-    let temporal = AntTemporal::load(
-        &temporal_path(&model_path),
-        &detector.config.backbone,
-        device,
-    )?;
-    Ok(JointModel { detector, temporal })
 }
 
 /// What every shard of a joint step shares.
@@ -167,7 +109,7 @@ impl ShardLoss {
 /// frame through the gated, fused subnet (detection + feature distillation + compute term).
 /// `noise_seed`: the Gumbel noise's seed (`None`: the device's generator).
 fn shard_loss(
-    model: &JointModel,
+    model: &AntModel,
     batch: &ClipBatch,
     context: &ShardContext,
     noise_seed: Option<u64>,
@@ -321,7 +263,7 @@ pub fn train_joint_into(
                 });
             }
             optim = load_optimizer(checkpoint, optim)?;
-            (load_joint(checkpoint, &device)?, state)
+            (AntModel::load(checkpoint, &device)?, state)
         }
         None => {
             let detector = EfficientDet::load(init, &device)?;
@@ -340,7 +282,7 @@ pub fn train_joint_into(
                 seed: config.seed,
                 last_loss: f32::NAN,
             };
-            (JointModel { detector, temporal }, state)
+            (AntModel { detector, temporal }, state)
         }
     };
     let mut model = model.freeze_stem();
@@ -506,7 +448,7 @@ pub fn train_joint_into(
         state.epochs_done = epoch + 1;
         state.last_loss = record.loss;
         checkpoint = Some(save_checkpoint_with(&stage_dir, &optim, &state, |dir| {
-            save_joint(dir, &model)
+            Ok(model.save(dir)?)
         })?);
         log.epoch(&record)?;
         tracing::info!(
@@ -520,7 +462,7 @@ pub fn train_joint_into(
     }
     let checkpoint = match checkpoint {
         Some(path) => path,
-        None => save_checkpoint_with(&stage_dir, &optim, &state, |dir| save_joint(dir, &model))?,
+        None => save_checkpoint_with(&stage_dir, &optim, &state, |dir| Ok(model.save(dir)?))?,
     };
     Ok(JointOutcome {
         model: model.valid(),
@@ -540,13 +482,13 @@ pub fn train_joint_into(
 /// (Burn does not save them: a stage-2 model in memory with `frozen_norms` and the same model
 /// loaded from its checkpoint recalibrate alike).
 pub fn recalibrate_joint(
-    model: &JointModel,
+    model: &AntModel,
     clips: &[(Tensor<4>, Tensor<4>)],
     non_temporal: bool,
-) -> Result<JointModel> {
+) -> Result<AntModel> {
     let mut copy = model.valid().train();
     let mut detector_flags = Vec::new();
-    crate::norms::for_each_norm(&mut copy.detector, |norm| {
+    copy.detector.for_each_norm(|norm| {
         detector_flags.push(norm.training.clone());
         norm.training = norm.training.clone().with_value(false);
     });
@@ -573,9 +515,8 @@ pub fn recalibrate_joint(
         )?;
     }
     let mut restored = detector_flags.into_iter();
-    crate::norms::for_each_norm(&mut copy.detector, |norm| {
-        norm.training = restored.next().expect("same norms as before")
-    });
+    copy.detector
+        .for_each_norm(|norm| norm.training = restored.next().expect("same norms as before"));
     for (fusion, pair) in copy
         .temporal
         .present_fusions_mut()

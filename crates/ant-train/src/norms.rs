@@ -12,20 +12,13 @@
 
 use ant_supernet::{EfficientDet, SubnetArch};
 use burn::module::Module;
-use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
 
-/// Calls `f` on every batch norm of the detector (backbone, BiFPN, heads):
-/// [`EfficientDet::for_each_norm`].
-pub fn for_each_norm(model: &mut EfficientDet, f: impl FnMut(&mut BatchNorm)) {
-    model.for_each_norm(f);
-}
-
 /// Sets the running-statistics momentum of every batch norm.
 pub fn set_norm_momentum(model: &mut EfficientDet, momentum: f64) {
-    for_each_norm(model, |norm| norm.momentum = momentum);
+    model.for_each_norm(|norm| norm.momentum = momentum);
 }
 
 /// A copy of `model` (on its plain device) whose batch-norm statistics for subnet `arch` are
@@ -39,16 +32,14 @@ pub fn recalibrate_norms(
     // the parameters back on the autodiff device so the norms use and record batch statistics.
     let mut copy = model.valid().train();
     let mut momenta = Vec::new();
-    for_each_norm(&mut copy, |norm| momenta.push(norm.momentum));
+    copy.for_each_norm(|norm| momenta.push(norm.momentum));
     for (index, images) in batches.iter().enumerate() {
         set_norm_momentum(&mut copy, 1.0 / (index as f64 + 1.0));
         let images = Tensor::from_inner(images.clone());
         let _ = copy.forward(images, arch)?;
     }
     let mut restored = momenta.into_iter();
-    for_each_norm(&mut copy, |norm| {
-        norm.momentum = restored.next().expect("same norms as before")
-    });
+    copy.for_each_norm(|norm| norm.momentum = restored.next().expect("same norms as before"));
     Ok(copy.valid())
 }
 

@@ -52,7 +52,6 @@ use crate::checkpoint::{
 use crate::config::{StageSettings, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
-use crate::norms::for_each_norm;
 use crate::parallel::{data_parallel_step, shard_ranges};
 use crate::schedule::LrSchedule;
 
@@ -592,7 +591,7 @@ pub fn train_stage(
                     .collect();
                 let (grads, parts) = data_parallel_step(
                     &mut model,
-                    |model, f| for_each_norm(model, f),
+                    |model, f| model.for_each_norm(f),
                     shards,
                     &options.device,
                     &options.replica_devices,

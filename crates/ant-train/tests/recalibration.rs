@@ -3,12 +3,13 @@
 //! save) and the same model as loaded from its checkpoint get the same fusion statistics, so
 //! the main job's ANT row and `cargo xtask eval`'s agree.
 
+use ant_temporal::AntModel;
 use ant_train::TrainConfig;
 use ant_train::evaluation::write_untrained_run;
-use ant_train::joint::{JointModel, load_joint, recalibrate_joint};
+use ant_train::joint::recalibrate_joint;
 use burn::tensor::{Device, Distribution, Tensor};
 
-fn fusion_statistics(model: &JointModel) -> Vec<Vec<f32>> {
+fn fusion_statistics(model: &AntModel) -> Vec<Vec<f32>> {
     model
         .temporal
         .present_fusions()
@@ -37,9 +38,9 @@ fn should_recalibrate_a_loaded_stage_2_model_as_the_trained_one_in_memory() {
     let device = Device::flex();
     let run_dir = root.join("run");
     write_untrained_run(&run_dir, &config, &device).unwrap();
-    let loaded = load_joint(&run_dir.join("stage2-joint/epoch-0001"), &device).unwrap();
+    let loaded = AntModel::load(&run_dir.join("stage2-joint/epoch-0001"), &device).unwrap();
     // What the joint stage holds in memory: the same weights, detector norms frozen.
-    let trained = load_joint(&run_dir.join("stage2-joint/epoch-0001"), &device)
+    let trained = AntModel::load(&run_dir.join("stage2-joint/epoch-0001"), &device)
         .unwrap()
         .freeze_detector_norms();
 
