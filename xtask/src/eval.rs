@@ -1,5 +1,5 @@
 //! `cargo xtask eval`: every method of the paper's Table 1 on a training run, streamed frame
-//! by frame on the test sequences in one process (ant-train's `evaluation`): static D0, the
+//! by frame on the test sequences in one process (`ant_eval::evaluate_run`): static D0, the
 //! static subnets of a search ("D0 w/ NAS"), the non-temporal dynamic network (when the run
 //! trained one), ANT with the fixed 1-in-3 schedule, ANT adaptive at a sweep of
 //! thresholds and D0 with Skip-Convolutions at a sweep of gate thresholds. Writes `RUN/eval/` (`table.md`, `report.json`, `summary.json`, two SVG plots,
@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use ant_detrac::Split;
-use ant_train::evaluation::{
+use ant_eval::{
     DEFAULT_SKIPCONV_THRESHOLDS, DEFAULT_THRESHOLDS, EvalOptions, SearchOptions, evaluate_run,
 };
 use anyhow::Context;
@@ -171,7 +171,7 @@ fn run_in_pool(args: EvalArgs) -> anyhow::Result<()> {
     let evaluation = evaluate_run(&options)
         .with_context(|| format!("evaluating run {}", args.run_dir.display()))?;
     if !args.quiet {
-        print!("{}", ant_train::evaluation::markdown_table(&evaluation));
+        print!("{}", ant_eval::markdown_table(&evaluation));
         println!(
             "\noutputs in {} (table.md, report.json, summary.json, ap-vs-gmac.svg, \
              ap-vs-latency.svg, detections/); {:.1} s",

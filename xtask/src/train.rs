@@ -1,8 +1,9 @@
 //! `cargo xtask train`: the main job. With no arguments it reads `configs/default.json`,
-//! generates the synthetic dataset into `datasets/synth` when it is missing, trains stage 0
-//! (standalone detector) and stage 1 (supernet), evaluates on the synthetic test sequences,
-//! prints a table and writes `summary.json` (the `cargo xtask eval --json` format) into the
-//! run directory `runs/<name>-<UTC timestamp>`.
+//! generates the synthetic dataset into `datasets/synth` when it is missing, trains stages 0
+//! (standalone detector), 1 (supernet) and 2 (fusion + gates) with `ant_train::run_pipeline`,
+//! evaluates them on the synthetic test sequences with `ant_eval::summarize`, prints a table
+//! and writes `summary.json` (the `cargo xtask eval --json` format) into the run directory
+//! `runs/<name>-<UTC timestamp>`.
 //!
 //! The run directory holds `config.json` (the config after overrides), `metrics.jsonl`, one
 //! directory per stage with `steps.csv`, `loss.svg` and the last two epoch checkpoints, and
@@ -10,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use ant_eval::summarize;
 use ant_train::{RunOptions, TrainConfig, run_pipeline};
 use anyhow::Context;
 use clap::Args;
@@ -143,23 +145,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     tracing::info!(run_dir = %run_dir.display(), config = %args.config.display(), "train");
     let started = std::time::Instant::now();
-    let outcome = run_pipeline(&config, &options)
+    let trained = run_pipeline(&config, &options)
         .with_context(|| format!("training run {}", run_dir.display()))?;
+    let (summary, eval_seconds) = summarize(&config, &trained, &options.device)
+        .with_context(|| format!("evaluating run {}", run_dir.display()))?;
+    let mut seconds = trained.seconds.clone();
+    seconds.extend(eval_seconds);
+    trained.unlock();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
     println!(
         "{:<20} {:>7} {:>7} {:>11} {:>9}",
         "method", "AP", "AP50", "GMAC/frame", "ms/frame"
     );
-    for method in &outcome.summary.methods {
+    for method in &summary.methods {
         println!(
             "{:<20} {:>7.3} {:>7.3} {:>11.3} {:>9.1}",
             method.name, method.ap, method.ap50, method.gmac, method.ms
         );
     }
-    for (phase, seconds) in &outcome.seconds {
+    for (phase, seconds) in &seconds {
         println!("time {phase:<20} {seconds:>8.1} s");
     }
     println!(

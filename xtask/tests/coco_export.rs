@@ -15,12 +15,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ant_detrac::{ReleaseLayout, Split, SynthConfig, load_split, write_dataset};
+use ant_eval::EvalGroundTruth;
 use ant_metrics::{
     Detection, DetracGroundTruth, EvalParams, IgnorePolicy, load_detections, save_detections,
 };
 use ant_train::TrainConfig;
-use ant_train::eval::EvalGroundTruth;
-use ant_train::evaluation::write_untrained_run;
+use ant_train::write_untrained_run;
 use burn::tensor::Device;
 
 use common::{manifest_dir, xtask};

@@ -6,7 +6,7 @@ mod common;
 
 use ant_detrac::{SynthConfig, write_dataset};
 use ant_train::TrainConfig;
-use ant_train::evaluation::write_untrained_run;
+use ant_train::write_untrained_run;
 use burn::tensor::Device;
 
 use common::{manifest_dir, xtask};

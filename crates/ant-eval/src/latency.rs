@@ -12,8 +12,8 @@ use std::path::Path;
 use ant_supernet::{EfficientDetConfig, SubnetArch};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
-use crate::error::{Result, TrainError};
+use crate::error::{EvalError, Result};
+use ant_supernet::checkpoint::write_atomic;
 
 /// One measured subnet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,8 +99,8 @@ impl LatencyTable {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::io(path, source))?;
-        serde_json::from_str(&text).map_err(|source| TrainError::Json {
+        let text = std::fs::read_to_string(path).map_err(|source| EvalError::io(path, source))?;
+        serde_json::from_str(&text).map_err(|source| EvalError::Json {
             path: path.to_path_buf(),
             source,
         })
@@ -109,7 +109,7 @@ impl LatencyTable {
     /// Writes the table atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("a latency table always serialises");
-        write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 
     /// The cached median for `key`.

@@ -2,6 +2,9 @@
 //! figures of `cargo xtask eval` (the analogue of the paper's Fig. 4), each method a point or
 //! a curve, with axes, ticks and a legend.
 
+use crate::methods::MethodReport;
+use crate::report::RunEvaluation;
+
 /// One series of a plot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -185,6 +188,66 @@ fn trim_number(value: f64, step: f64) -> String {
         (-step.log10()).ceil() as usize
     };
     format!("{value:.decimals$}")
+}
+
+/// The two figures (AP vs GMAC, AP vs latency), each method family a point or a curve.
+pub fn plots(evaluation: &RunEvaluation) -> (String, String) {
+    let families = [
+        ("static-full", "static-full (D0)"),
+        ("static-nas", "static subnets (NAS front)"),
+        ("non-temporal", "dynamic non-temporal"),
+        ("ant-fixed", "ANT fixed 1-in-n"),
+        ("ant-adaptive", "ANT adaptive (thresholds)"),
+        ("skipconv", "D0 w/ Skip-Conv, dense kernel"),
+        ("skipconv-sparse", "D0 w/ Skip-Conv, sparse kernel"),
+    ];
+    let series = |x_of: fn(&MethodReport) -> f64| -> Vec<Series> {
+        families
+            .iter()
+            .filter_map(|(family, label)| {
+                let mut members: Vec<&MethodReport> = evaluation
+                    .methods
+                    .iter()
+                    .filter(|m| m.family == *family)
+                    .collect();
+                if members.is_empty() {
+                    return None;
+                }
+                // A threshold sweep is drawn in threshold order, the rest by the x value.
+                members.sort_by(|a, b| match (a.threshold, b.threshold) {
+                    (Some(ta), Some(tb)) => ta.total_cmp(&tb),
+                    _ => x_of(a).total_cmp(&x_of(b)),
+                });
+                Some(Series {
+                    label: (*label).to_string(),
+                    points: members.iter().map(|m| (x_of(m), m.ap)).collect(),
+                    line: members.len() > 1,
+                    point_labels: members
+                        .iter()
+                        .map(|m| m.threshold.map_or(String::new(), |t| t.to_string()))
+                        .collect(),
+                })
+            })
+            .collect()
+    };
+    let subtitle = format!(
+        "{} ({} px, {} thread(s))",
+        evaluation.split, evaluation.image_size, evaluation.threads
+    );
+    (
+        scatter_svg(
+            &format!("AP vs GMAC per frame, {subtitle}"),
+            "GMAC per frame",
+            "AP (IoU 0.5:0.95)",
+            &series(|m| m.gmac),
+        ),
+        scatter_svg(
+            &format!("AP vs latency, {subtitle}"),
+            "ms per frame (amortised, batch 1)",
+            "AP (IoU 0.5:0.95)",
+            &series(|m| m.ms),
+        ),
+    )
 }
 
 #[cfg(test)]

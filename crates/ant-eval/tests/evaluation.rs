@@ -1,4 +1,4 @@
-//! `ant_train::evaluation` (behind `cargo xtask eval`) on an untrained tiny run and a tiny
+//! `ant_eval::evaluate_run` (behind `cargo xtask eval`) on an untrained tiny run and a tiny
 //! synthetic set: every method in one pass with the documented names, key rates that follow
 //! the schedules, every output file, the latency table reused on a second evaluation, and
 //! clear errors for a bad run directory.
@@ -6,10 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use ant_detrac::{SynthConfig, write_dataset};
-use ant_train::evaluation::{
-    EvalOptions, RunEvaluation, SearchOptions, evaluate_run, write_untrained_run,
-};
-use ant_train::{Summary, TrainConfig};
+use ant_eval::{EvalOptions, RunEvaluation, SearchOptions, Summary, evaluate_run};
+use ant_train::{TrainConfig, write_untrained_run};
 use burn::tensor::Device;
 
 /// A tiny synthetic set (3 train, 2 test sequences of 6 frames) and an untrained run on it

@@ -2,7 +2,8 @@
 //! evaluation of the static network, the supernet's extremes and ANT with the fixed 1-in-3
 //! schedule, `summary.json` in the `cargo xtask eval --json` format, and the run files.
 
-use ant_train::{RunOptions, Summary, TrainConfig, run_pipeline};
+use ant_eval::{Summary, summarize};
+use ant_train::{RunOptions, TrainConfig, run_pipeline};
 use burn::tensor::Device;
 
 #[test]
@@ -29,13 +30,9 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     let run_dir = root.join("run");
     let options = RunOptions::new(run_dir.clone(), Device::flex());
     // The synthetic set is generated because data.root is missing (12 sequences x 8 frames).
-    let outcome = run_pipeline(&config, &options).unwrap();
-    let names: Vec<&str> = outcome
-        .summary
-        .methods
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect();
+    let trained = run_pipeline(&config, &options).unwrap();
+    let (summary, _) = summarize(&config, &trained, &options.device).unwrap();
+    let names: Vec<&str> = summary.methods.iter().map(|m| m.name.as_str()).collect();
     // The default config trains the non-temporal baseline beside ANT.
     assert_eq!(
         names,
@@ -48,11 +45,11 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
         ]
     );
     assert!(run_dir.join("stage2-nontemporal").is_dir());
-    for method in &outcome.summary.methods {
+    for method in &summary.methods {
         assert!((0.0..=1.0).contains(&method.ap) && (0.0..=1.0).contains(&method.ap50));
         assert!(method.gmac > 0.0 && method.ms > 0.0, "{method:?}");
     }
-    let ant = &outcome.summary.methods[3];
+    let ant = &summary.methods[3];
     // 8-frame test sequences with a key frame every fourth: frames 1 and 5 of each are key.
     assert!(
         (ant.key_rate - 2.0 / 8.0).abs() < 1e-9,
@@ -65,7 +62,7 @@ fn should_train_all_stages_and_write_the_summary_on_a_tiny_synthetic_set() {
     let written: Summary =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(written, outcome.summary);
+    assert_eq!(written, summary);
     let saved = TrainConfig::load_run(&run_dir).unwrap();
     assert_eq!(saved, config);
     for file in [

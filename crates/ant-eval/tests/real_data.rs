@@ -9,10 +9,11 @@ use std::path::PathBuf;
 
 use ant_detrac::dataset::FrameDatasetConfig;
 use ant_detrac::{DetracBatcher, FrameDataset, InputTransform, LoadedSequence};
+use ant_eval::evaluate;
 use ant_supernet::SubnetArch;
 use ant_train::norms::recalibrate_norms;
 use ant_train::trainer::calibration_batches;
-use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, evaluate, train_stage};
+use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
 use burn::tensor::Device;
 
 fn sample_dir() -> Option<PathBuf> {

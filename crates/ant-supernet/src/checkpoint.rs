@@ -31,14 +31,37 @@ fn read_error(path: &Path, reason: impl ToString) -> SupernetError {
     }
 }
 
-/// Writes `contents` atomically (temporary file in the same directory, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, contents).map_err(|error| write_error(&tmp, error))?;
-    std::fs::rename(&tmp, path).map_err(|error| write_error(path, error))
+/// A file that [`write_atomic`] could not write, with the operating system's error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}")]
+pub struct WriteError {
+    /// The file (or its temporary sibling, or a parent directory) that failed.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes `contents` to `path` atomically: into `PATH.tmp` beside it, then renamed into place,
+/// so a reader (or a run resumed after a kill) sees the old file or the new one, never half
+/// of one. Missing parent directories are created. The one atomic write of the workspace:
+/// checkpoints, configs, metrics, reports.
+///
+/// # Errors
+/// [`WriteError`] naming the file that failed.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::result::Result<(), WriteError> {
+    let error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(error(parent))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).map_err(error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(error(path))
 }
 
 impl EfficientDet {
@@ -55,7 +78,7 @@ impl EfficientDet {
             .get_bytes()
             .map_err(|error| write_error(path, format!("{error:?}")))?;
         write_atomic(&config_path(path), config.as_bytes())?;
-        write_atomic(path, &bytes)
+        Ok(write_atomic(path, &bytes)?)
     }
 
     /// Loads a checkpoint written by [`EfficientDet::save`].

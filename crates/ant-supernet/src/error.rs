@@ -31,6 +31,9 @@ pub enum SupernetError {
         /// What went wrong.
         reason: String,
     },
+    /// A file could not be written atomically.
+    #[error(transparent)]
+    WriteFile(#[from] crate::checkpoint::WriteError),
     /// A checkpoint could not be written.
     #[error("writing {path}: {reason}")]
     Write {

@@ -71,6 +71,9 @@ pub enum TemporalError {
         /// What went wrong.
         reason: String,
     },
+    /// A file could not be written atomically.
+    #[error(transparent)]
+    WriteFile(#[from] ant_supernet::checkpoint::WriteError),
     /// Temporal weights could not be written.
     #[error("writing {path}: {reason}")]
     Write {

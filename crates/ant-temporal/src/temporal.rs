@@ -183,7 +183,8 @@ impl AntTemporal {
     /// Saves to `path` (burnpack) and the config to `path` with `.json`, atomically.
     ///
     /// # Errors
-    /// [`TemporalError::Write`].
+    /// [`TemporalError::Write`] when the modules do not serialise, [`TemporalError::WriteFile`]
+    /// naming the file that could not be written.
     pub fn save(&self, path: &Path) -> Result<()> {
         let write = |reason: String| TemporalError::Write {
             path: path.to_path_buf(),
@@ -196,9 +197,8 @@ impl AntTemporal {
         let bytes = store
             .get_bytes()
             .map_err(|error| write(format!("{error:?}")))?;
-        write_atomic(&config_path(path), config.as_bytes())
-            .map_err(|error| write(error.to_string()))?;
-        write_atomic(path, &bytes).map_err(|error| write(error.to_string()))
+        write_atomic(&config_path(path), config.as_bytes())?;
+        Ok(write_atomic(path, &bytes)?)
     }
 
     /// Loads modules saved by [`Self::save`] for `backbone`.

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use ant_supernet::EfficientDet;
+use ant_supernet::checkpoint::write_atomic;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
@@ -30,18 +31,6 @@ pub struct TrainState {
     pub seed: u64,
     /// The last epoch's mean loss.
     pub last_loss: f32,
-}
-
-/// Writes `contents` to `path` atomically (temporary file in the same directory, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| TrainError::io(parent, source))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, contents).map_err(|source| TrainError::io(&tmp, source))?;
-    std::fs::rename(&tmp, path).map_err(|source| TrainError::io(path, source))
 }
 
 /// The kill tests' hook: with `ANT_TEST_ABORT_AT=POINT` in the environment the process

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ant_supernet::checkpoint::write_atomic;
 use ant_supernet::{EfficientDetConfig, LossConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -493,7 +494,7 @@ impl TrainConfig {
     /// Writes the config as pretty JSON (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("a config always serialises");
-        crate::checkpoint::write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 
     /// Checks the values a run cannot start with.

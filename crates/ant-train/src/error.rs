@@ -126,6 +126,15 @@ pub enum TrainError {
     Metrics(#[from] ant_metrics::MetricsError),
 }
 
+impl From<ant_supernet::checkpoint::WriteError> for TrainError {
+    fn from(error: ant_supernet::checkpoint::WriteError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl TrainError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

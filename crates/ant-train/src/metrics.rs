@@ -9,6 +9,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use ant_supernet::checkpoint::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -95,7 +96,7 @@ impl MetricsLog {
             text.push_str(&step_line(record));
             text.push('\n');
         }
-        crate::checkpoint::write_atomic(&log.steps_path, text.as_bytes())?;
+        write_atomic(&log.steps_path, text.as_bytes())?;
         let epochs: Vec<EpochRecord> = read_epochs(&log.epochs_path)?
             .into_iter()
             .filter(|record| record.stage != stage || record.global_step <= global_step)
@@ -105,7 +106,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(record).expect("records serialise"));
             text.push('\n');
         }
-        crate::checkpoint::write_atomic(&log.epochs_path, text.as_bytes())?;
+        write_atomic(&log.epochs_path, text.as_bytes())?;
         Ok(log)
     }
 
@@ -122,7 +123,7 @@ impl MetricsLog {
         )?;
         let steps = self.read_steps()?;
         let svg = loss_curve_svg(&steps);
-        crate::checkpoint::write_atomic(&self.plot_path, svg.as_bytes())
+        Ok(write_atomic(&self.plot_path, svg.as_bytes())?)
     }
 
     /// The step records written so far.

@@ -1,6 +1,6 @@
-//! The main job: prepare the data (generate the synthetic UA-DETRAC-format set when it is
-//! missing), train stages 0, 1 and 2, evaluate on the test split and write `summary.json`
-//! (the format `cargo xtask eval --json` prints) into the run directory.
+//! The main job's training: prepare the data (generate the synthetic UA-DETRAC-format set
+//! when it is missing), train stages 0, 1 and 2, and hand the trained models over for
+//! evaluation (`ant-eval`'s `summarize` writes `summary.json`; `cargo xtask train` runs both).
 
 use std::path::{Path, PathBuf};
 
@@ -9,32 +9,60 @@ use ant_detrac::{
     ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, LoadedSequence,
     ReleaseLayout, Split, SynthConfig, SynthSummary, load_split, write_dataset,
 };
-use ant_supernet::SubnetArch;
-use serde::{Deserialize, Serialize};
+use ant_supernet::EfficientDet;
+use ant_temporal::AntModel;
+use burn::tensor::{Device, Tensor};
 
-use crate::checkpoint::write_atomic;
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
-use crate::eval::evaluate_stream;
-use crate::eval::{EvalReport, Summary, evaluate};
-use crate::joint::{
-    JOINT_STAGE, NON_TEMPORAL_STAGE, calibration_clips, recalibrate_joint, train_joint_into,
-};
-use crate::norms::{recalibrate_norms, recalibrate_supernet};
+use crate::joint::{JOINT_STAGE, NON_TEMPORAL_STAGE, calibration_clips, train_joint_into};
+use crate::norms::recalibrate_supernet;
 use crate::trainer::{
     ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
 };
-use ant_temporal::Mode;
 
-/// What the main job produced.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One trained stage-2 variant.
+#[derive(Debug)]
+pub struct TrainedJoint {
+    /// Its stage directory name ([`JOINT_STAGE`] or [`NON_TEMPORAL_STAGE`]).
+    pub stage: &'static str,
+    /// The config it trained with (the non-temporal baseline sets `joint.non_temporal`).
+    pub config: TrainConfig,
+    /// The trained model, on the plain device.
+    pub model: AntModel,
+    /// Its batch-norm calibration clips (key frames, non-key frames), as
+    /// [`calibration_clips`] draws them for this variant.
+    pub calibration: Vec<(Tensor<4>, Tensor<4>)>,
+}
+
+/// What the main job's training produced: the trained models (plain device), the data their
+/// evaluation reuses, and the run directory's lock, held until the outcome is dropped (so no
+/// other training starts on the directory while the models are evaluated).
+#[derive(Debug)]
 pub struct PipelineOutcome {
     /// The run directory.
     pub run_dir: PathBuf,
-    /// The summary written to `summary.json`.
-    pub summary: Summary,
-    /// Wall-clock seconds per phase (`data`, stage names, `eval`).
+    /// Wall-clock seconds per phase (`data`, stage names, `recalibrate-supernet`).
     pub seconds: Vec<(String, f64)>,
+    /// Stage 0's detector, when the config trains it.
+    pub standalone: Option<EfficientDet>,
+    /// Stage 1's supernet (before the recalibration stage 2 starts from).
+    pub supernet: Option<EfficientDet>,
+    /// Stage 2: ANT, then the non-temporal baseline when it is trained beside it.
+    pub joint: Vec<TrainedJoint>,
+    /// The batch-norm calibration batches of stages 0 and 1 (`eval.recalibration_batches`
+    /// training batches without augmentation).
+    pub calibration: Vec<Tensor<4>>,
+    /// The test split.
+    pub test_sequences: Vec<LoadedSequence>,
+    lock: std::fs::File,
+}
+
+impl PipelineOutcome {
+    /// Releases the run directory's lock (dropping the outcome does the same).
+    pub fn unlock(self) {
+        drop(self.lock);
+    }
 }
 
 /// Makes sure the dataset exists, generating the synthetic one when allowed. A synthetic set
@@ -160,12 +188,13 @@ fn has_checkpoint(run_dir: &Path) -> bool {
     })
 }
 
-/// Runs stages 0 and 1 (as enabled), evaluates and writes `summary.json`.
+/// Trains stages 0, 1 and 2 (as enabled) into `options.run_dir` and returns the trained
+/// models for evaluation.
 ///
 /// # Errors
 /// [`TrainError::NothingToResume`] when `options.resume` is set and the directory holds
 /// no run, [`TrainError::RunInUse`] when another training holds its lock; besides every
-/// error of data preparation, training and evaluation.
+/// error of data preparation and training.
 pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<PipelineOutcome> {
     let run_dir = &options.run_dir;
     let config_path = run_dir.join("config.json");
@@ -175,7 +204,7 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         });
     }
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
-    let _lock = lock_run(run_dir)?;
+    let lock = lock_run(run_dir)?;
     if options.resume && config_path.is_file() {
         let saved = TrainConfig::load_run(run_dir)?;
         if &saved != config {
@@ -201,33 +230,8 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         config.seed,
         &options.device,
     )?;
-    let mut summary = Summary::default();
-    let evaluate_into = |name: &str,
-                         model: &ant_supernet::EfficientDet,
-                         arch: &SubnetArch,
-                         summary: &mut Summary|
-     -> Result<EvalReport> {
-        let recalibrated;
-        let model = if config.eval.recalibration_batches > 0 {
-            recalibrated = recalibrate_norms(model, arch, &calibration)?;
-            &recalibrated
-        } else {
-            model
-        };
-        let report = evaluate(
-            model,
-            arch,
-            &test_sequences,
-            &config.data.root,
-            config.data.test_frame_step,
-            config.eval.batch_size,
-            &options.device,
-        )?;
-        tracing::info!(name, ap = report.ap, ap50 = report.ap50, "evaluated");
-        summary.methods.push(report.method(name));
-        Ok(report)
-    };
-
+    let mut standalone = None;
+    let mut supernet = None;
     let mut previous: Option<PathBuf> = None;
     if config.standalone.enabled {
         let started = std::time::Instant::now();
@@ -240,15 +244,8 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
             Stage::Standalone.name().into(),
             started.elapsed().as_secs_f64(),
         ));
-        let started = std::time::Instant::now();
-        evaluate_into(
-            "static-full",
-            &outcome.model,
-            &SubnetArch::LARGEST,
-            &mut summary,
-        )?;
-        seconds.push(("eval-static".into(), started.elapsed().as_secs_f64()));
         previous = Some(checkpoint_model(&outcome.checkpoint));
+        standalone = Some(outcome.model);
     }
     if config.supernet.stage.enabled {
         let started = std::time::Instant::now();
@@ -258,16 +255,10 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
             Stage::Supernet.name().into(),
             started.elapsed().as_secs_f64(),
         ));
-        let started = std::time::Instant::now();
-        for (name, arch) in [
-            ("supernet-largest", SubnetArch::LARGEST),
-            ("supernet-smallest", SubnetArch::SMALLEST),
-        ] {
-            evaluate_into(name, &outcome.model, &arch, &mut summary)?;
-        }
         // Stage 2 starts from the supernet with statistics recalibrated for every ratio, the
         // shared ones for the full network (the key-frame path), not from the slowly updated
         // running statistics.
+        let started = std::time::Instant::now();
         let recalibrated = recalibrate_supernet(&outcome.model, &calibration)?;
         let path = options
             .run_dir
@@ -275,8 +266,13 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
             .join("recalibrated.bpk");
         recalibrated.save(&path)?;
         previous = Some(path);
-        seconds.push(("eval-supernet".into(), started.elapsed().as_secs_f64()));
+        supernet = Some(outcome.model);
+        seconds.push((
+            "recalibrate-supernet".into(),
+            started.elapsed().as_secs_f64(),
+        ));
     }
+    let mut joint = Vec::new();
     if config.joint.stage.enabled {
         let init = previous.ok_or_else(|| TrainError::InvalidConfig {
             reason: "the joint stage starts from stage 1: enable supernet (or standalone)".into(),
@@ -288,61 +284,69 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
             baseline.joint.non_temporal = true;
             variants.push((NON_TEMPORAL_STAGE, baseline));
         }
-        for (stage_name, variant) in variants {
+        for (stage, variant) in variants {
             let started = std::time::Instant::now();
-            let joint = &variant.joint;
-            let outcome =
-                train_joint_into(stage_name, &variant, &init, &clips, &data.batcher, options)?;
-            seconds.push((stage_name.into(), started.elapsed().as_secs_f64()));
-            let started = std::time::Instant::now();
-            let calibration_pairs =
-                calibration_clips(&clips, &data.batcher, &variant, &options.device)?;
-            let model = if config.eval.recalibration_batches > 0 {
-                recalibrate_joint(&outcome.model, &calibration_pairs, joint.non_temporal)?
-            } else {
-                outcome.model
-            };
-            let (name, mode) = if joint.non_temporal {
-                ("dynamic-non-temporal".to_string(), Mode::non_temporal())
-            } else {
-                (
-                    format!("ant-fixed{}", joint.clip_len),
-                    Mode::fixed_interval(joint.clip_len),
-                )
-            };
-            let (report, key_rate) = evaluate_stream(
-                &model.detector,
-                Some(&model.temporal),
-                mode,
-                &test_sequences,
-                &config.data.root,
-                config.data.test_frame_step,
-                &options.device,
-            )?;
-            tracing::info!(
-                name,
-                ap = report.ap,
-                ap50 = report.ap50,
-                gmac = report.gmac,
-                key_rate,
-                "evaluated"
-            );
-            let mut method = report.method(name);
-            method.key_rate = key_rate;
-            summary.methods.push(method);
-            seconds.push((
-                format!("eval-{stage_name}"),
-                started.elapsed().as_secs_f64(),
-            ));
+            let outcome = train_joint_into(stage, &variant, &init, &clips, &data.batcher, options)?;
+            seconds.push((stage.into(), started.elapsed().as_secs_f64()));
+            let calibration = calibration_clips(&clips, &data.batcher, &variant, &options.device)?;
+            joint.push(TrainedJoint {
+                stage,
+                config: variant,
+                model: outcome.model,
+                calibration,
+            });
         }
     }
-    let text = serde_json::to_string_pretty(&summary).expect("a summary always serialises");
-    write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
     Ok(PipelineOutcome {
         run_dir: run_dir.clone(),
-        summary,
         seconds,
+        standalone,
+        supernet,
+        joint,
+        calibration,
+        test_sequences,
+        lock,
     })
+}
+
+/// Writes an untrained run (random weights, seeded by the config) with the layout of
+/// `cargo xtask train`: `config.json`, one checkpoint per stage (`epoch-0001/model.bpk` +
+/// `state.json`; stage 2 also `model.temporal.bpk`). For tests, and for timing the
+/// evaluation without training first.
+pub fn write_untrained_run(run_dir: &Path, config: &TrainConfig, device: &Device) -> Result<()> {
+    std::fs::create_dir_all(run_dir).map_err(|source| TrainError::io(run_dir, source))?;
+    config.save(&run_dir.join("config.json"))?;
+    let detector_config = config.model.detector_config()?;
+    let model = EfficientDet::init(&detector_config, device);
+    for stage in [
+        Stage::Standalone.name(),
+        Stage::Supernet.name(),
+        JOINT_STAGE,
+    ] {
+        let checkpoint = run_dir.join(stage).join("epoch-0001");
+        let model_path = checkpoint_model(&checkpoint);
+        model.save(&model_path)?;
+        if stage == JOINT_STAGE {
+            let temporal = ant_temporal::AntTemporalConfig::new()
+                .with_gate_hidden(config.joint.gate_hidden)
+                .with_residual_fusion(config.joint.residual_fusion)
+                .with_fusion_anchor(config.joint.anchor())
+                .with_fused_input(config.joint.fused_input)
+                .with_fusion_stages(config.joint.temporal_fusion_stages())
+                .init(&detector_config.backbone, device);
+            temporal.save(&ant_temporal::temporal_path(&model_path))?;
+        }
+        let state = crate::checkpoint::TrainState {
+            stage: stage.to_string(),
+            epochs_done: 1,
+            global_step: 0,
+            seed: config.seed,
+            last_loss: 0.0,
+        };
+        let text = serde_json::to_string_pretty(&state).expect("a train state always serialises");
+        ant_supernet::checkpoint::write_atomic(&checkpoint.join("state.json"), text.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 use ant_temporal::AntModel;
 use ant_train::TrainConfig;
-use ant_train::evaluation::write_untrained_run;
 use ant_train::joint::recalibrate_joint;
+use ant_train::write_untrained_run;
 use burn::tensor::{Device, Distribution, Tensor};
 
 fn fusion_statistics(model: &AntModel) -> Vec<Vec<f32>> {
