@@ -18,7 +18,6 @@
 //! on the current frame's own features, no fusion, no key frame.
 
 use std::path::Path;
-use std::time::Instant;
 
 use ant_detrac::{ClipBatch, ClipDataset, ClipRef, DetracBatcher};
 use ant_supernet::{Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss};
@@ -29,17 +28,12 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
-use crate::checkpoint::{
-    TrainState, latest_checkpoint, load_optimizer, load_state, save_checkpoint_with,
-};
 use crate::config::TrainConfig;
-use crate::error::{Result, TrainError};
-use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
-use crate::parallel::{data_parallel_step, shard_ranges};
-use crate::schedule::LrSchedule;
+use crate::driver::{Shard, StageLoop, StageSpec, StepParts};
+use crate::error::Result;
+use crate::metrics::EpochRecord;
 use crate::trainer::{
-    RunOptions, check_finite, distillation_loss, epoch_order, label_batch, optimizer, step_seed,
-    steps_per_epoch,
+    RunOptions, Stage, distillation_loss, epoch_order, label_batch, steps_per_epoch,
 };
 
 /// The stage directory name.
@@ -92,17 +86,6 @@ struct ShardLoss {
     detection: f32,
     distill: f32,
     gmac: f32,
-}
-
-impl ShardLoss {
-    fn parts(&self) -> [f32; 4] {
-        [
-            self.total.clone().into_scalar::<f32>(),
-            self.detection,
-            self.distill,
-            self.gmac,
-        ]
-    }
 }
 
 /// The joint loss of one batch of clips: key frames through the full network, each non-key
@@ -242,30 +225,23 @@ pub fn train_joint_into(
 ) -> Result<JointOutcome> {
     let settings = &config.joint;
     let stage = &settings.stage;
-    let stage_dir = options.run_dir.join(stage_name);
     let device = options.device.clone().autodiff();
     let steps = steps_per_epoch(clips.len(), stage);
     let total_steps = steps * stage.epochs;
-    let schedule = LrSchedule::for_stage(stage, steps);
-    let mut optim = optimizer(stage);
-    let resume_from = if options.resume {
-        latest_checkpoint(&stage_dir)?
-    } else {
-        None
+    let spec = StageSpec {
+        name: stage_name,
+        settings: stage,
+        seed: config.seed,
+        seed_index: JOINT_STAGE_INDEX,
+        order: (config.seed ^ 0x2, Stage::Supernet),
+        images_per_item: settings.clip_len,
+        data_parallel: config.data_parallel,
     };
-    let (model, mut state) = match &resume_from {
-        Some(checkpoint) => {
-            let state = load_state(checkpoint)?;
-            if state.stage != stage_name || state.seed != config.seed {
-                return Err(TrainError::ResumeMismatch {
-                    path: checkpoint.clone(),
-                    reason: format!("checkpoint of stage {} seed {}", state.stage, state.seed),
-                });
-            }
-            optim = load_optimizer(checkpoint, optim)?;
-            (AntModel::load(checkpoint, &device)?, state)
-        }
-        None => {
+    let mut stage_loop = StageLoop::open(
+        spec,
+        options,
+        |checkpoint| Ok(AntModel::load(checkpoint, &device)?),
+        || {
             let detector = EfficientDet::load(init, &device)?;
             device.seed(config.seed ^ 2);
             let temporal = AntTemporalConfig::new()
@@ -275,23 +251,17 @@ pub fn train_joint_into(
                 .with_fused_input(settings.fused_input)
                 .with_fusion_stages(settings.temporal_fusion_stages())
                 .init(&detector.config.backbone, &device);
-            let state = TrainState {
-                stage: stage_name.to_string(),
-                epochs_done: 0,
-                global_step: 0,
-                seed: config.seed,
-                last_loss: f32::NAN,
-            };
-            (AntModel { detector, temporal }, state)
-        }
-    };
-    let mut model = model.freeze_stem();
+            Ok(AntModel { detector, temporal })
+        },
+    )?;
+    let mut model = stage_loop.model.freeze_stem();
     if settings.frozen_norms {
         model = model.freeze_detector_norms();
     }
     if settings.freeze_detector {
         model.detector = model.detector.no_grad();
     }
+    stage_loop.model = model;
     if settings.stage.drop_path > 0.0 {
         // The golden features come from the full network of the same detector, and must be
         // deterministic targets.
@@ -300,18 +270,12 @@ pub fn train_joint_into(
             "drop path is not applied in the joint stage (its golden features would be noisy)"
         );
     }
-    let full_gmac = model.detector.cost(&SubnetArch::LARGEST).total.macs as f64 / 1e9;
+    let detector = &stage_loop.model.detector;
+    let full_gmac = detector.cost(&SubnetArch::LARGEST).total.macs as f64 / 1e9;
     let target_gmac = (settings.target_gmac_fraction * full_gmac) as f32;
-    let mut log = MetricsLog::open(&options.run_dir, stage_name, state.global_step)?;
-    let anchors = Anchors::new(&model.detector.config);
+    let anchors = Anchors::new(&detector.config);
     let loss_config: LossConfig = config.loss.into();
     let num_classes = config.model.num_classes;
-    let mut checkpoint = resume_from.clone();
-    let mut epochs = Vec::new();
-    let first_epoch = state.epochs_done;
-    let last_epoch = options
-        .stop_after_epochs
-        .map_or(stage.epochs, |n| stage.epochs.min(first_epoch + n));
     tracing::info!(
         clips = clips.len(),
         steps_per_epoch = steps,
@@ -320,155 +284,61 @@ pub fn train_joint_into(
         non_temporal = settings.non_temporal,
         "joint training"
     );
-    for epoch in first_epoch..last_epoch {
-        clips.set_epoch(epoch as u64);
-        let order = epoch_order(
-            clips.len(),
-            config.seed ^ 0x2,
-            crate::trainer::Stage::Supernet,
-            epoch,
-        );
-        let started = Instant::now();
-        let (mut loss_sum, mut detection_sum, mut distill_sum) = (0f64, 0f64, 0f64);
-        let mut gmac_sum = 0f64;
-        for batch_index in 0..steps {
-            let step = state.global_step;
-            // The gates' Gumbel noise comes from the device's generator (one replica) or from
-            // this seed (replicas): either way a function of (seed, step), so a resumed joint
-            // run draws what an uninterrupted one does.
-            let seed = step_seed(config.seed, JOINT_STAGE_INDEX, step);
-            device.seed(seed);
-            let items: Vec<ClipRef> = (0..stage.batch_size)
-                .map(|offset| order[(batch_index * stage.batch_size + offset) % order.len()])
-                .map(|index| clips.get(index).expect("clip datasets never fail get"))
-                .collect();
-            let temperature = temperature_at(
-                settings.temperature_start,
-                settings.temperature_end,
-                step,
-                total_steps,
-            );
-            let context = ShardContext {
-                settings,
-                anchors: &anchors,
-                loss_config: &loss_config,
-                num_classes,
-                temperature,
-                target_gmac,
-            };
-            let lr = schedule.lr_at(step);
-            let clip_count = items.len();
-            let (grads, parts) = if config.data_parallel > 1 {
-                let shards: Vec<Vec<ClipRef>> = shard_ranges(clip_count, config.data_parallel)
-                    .into_iter()
-                    .map(|range| items[range].to_vec())
-                    .collect();
-                let (grads, parts) = data_parallel_step(
-                    &mut model,
-                    |model, f| model.for_each_norm(f),
-                    shards,
-                    &options.device,
-                    &options.replica_devices,
-                    |index, replica, items: Vec<ClipRef>, device: &Device| {
-                        let share = items.len() as f32 / clip_count as f32;
-                        let batch = batcher.batch(items, device)?;
-                        let noise = Some(seed ^ ((index as u64 + 1) << 52));
-                        let loss = shard_loss(replica, &batch, &context, noise, share, device)?;
-                        let parts = loss.parts();
-                        Ok((
-                            GradientsParams::from_grads(loss.total.backward(), replica),
-                            parts,
-                        ))
-                    },
-                )?;
-                let sum = parts.iter().fold([0f32; 4], |acc, p| {
-                    [acc[0] + p[0], acc[1] + p[1], acc[2] + p[2], acc[3] + p[3]]
-                });
-                (grads, sum)
-            } else {
-                let batch = batcher.batch(items, &device)?;
-                let loss = shard_loss(&model, &batch, &context, None, 1.0, &device)?;
-                let parts = loss.parts();
-                (
-                    GradientsParams::from_grads(loss.total.backward(), &model),
-                    parts,
-                )
-            };
-            let [value, detection_value, distill_value, gmac_value] = parts;
-            check_finite(value, stage_name, epoch, step, checkpoint.as_deref())?;
-            model = optim.step(lr, model, grads);
-            state.global_step += 1;
-            let non_key = (settings.clip_len - 1) as f32;
-            loss_sum += f64::from(value);
-            detection_sum += f64::from(detection_value);
-            distill_sum += f64::from(distill_value);
-            gmac_sum += f64::from(gmac_value / non_key);
-            log.step(&StepRecord {
-                stage: stage_name.to_string(),
-                epoch,
-                step,
-                loss: value,
-                detection: detection_value,
-                distill: distill_value,
-                lr,
-            })?;
-            if options.progress {
-                let images = (batch_index + 1) * stage.batch_size * settings.clip_len;
-                eprint!(
-                    "\r[{stage_name}] epoch {}/{} step {}/{} loss {:.4} E[GMAC] {:.3}/{:.3} \
-                     tau {:.2} lr {:.5} {:.2} img/s   ",
-                    epoch + 1,
-                    stage.epochs,
-                    batch_index + 1,
-                    steps,
-                    value,
-                    gmac_value / non_key,
-                    target_gmac,
-                    temperature,
-                    lr,
-                    images as f64 / started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        if options.progress {
-            eprintln!();
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let record = EpochRecord {
-            stage: stage_name.to_string(),
-            epoch,
-            global_step: state.global_step,
-            loss: (loss_sum / steps as f64) as f32,
-            detection: (detection_sum / steps as f64) as f32,
-            distill: (distill_sum / steps as f64) as f32,
-            lr: schedule.lr_at(state.global_step.saturating_sub(1)),
-            images_per_s: (steps * stage.batch_size * settings.clip_len) as f64 / seconds,
-            seconds,
-        };
-        state.epochs_done = epoch + 1;
-        state.last_loss = record.loss;
-        checkpoint = Some(save_checkpoint_with(&stage_dir, &optim, &state, |dir| {
-            Ok(model.save(dir)?)
-        })?);
-        log.epoch(&record)?;
-        tracing::info!(
-            epoch = epoch + 1,
-            loss = record.loss,
-            mean_expected_gmac = gmac_sum / steps as f64,
-            seconds,
-            "joint epoch done"
-        );
-        epochs.push(record);
-    }
-    let checkpoint = match checkpoint {
-        Some(path) => path,
-        None => save_checkpoint_with(&stage_dir, &optim, &state, |dir| Ok(model.save(dir)?))?,
+    let temperature = |step: usize| {
+        temperature_at(
+            settings.temperature_start,
+            settings.temperature_end,
+            step,
+            total_steps,
+        )
     };
+    let non_key = (settings.clip_len - 1) as f32;
+    let shard = |model: &mut AntModel, items: Vec<ClipRef>, device: &Device, at: Shard| {
+        let context = ShardContext {
+            settings,
+            anchors: &anchors,
+            loss_config: &loss_config,
+            num_classes,
+            temperature: temperature(at.step),
+            target_gmac,
+        };
+        let batch = batcher.batch(items, device)?;
+        // The gates' Gumbel noise comes from the device's generator (one model) or from the
+        // step's seed (replicas): either way a function of (seed, step), so a resumed joint
+        // run draws what an uninterrupted one does.
+        let noise = at.replica.map(|index| at.seed ^ ((index as u64 + 1) << 52));
+        let loss = shard_loss(model, &batch, &context, noise, at.share, device)?;
+        let parts = StepParts {
+            loss: loss.total.clone().into_scalar::<f32>(),
+            detection: loss.detection,
+            distill: loss.distill,
+            gmac: loss.gmac / non_key,
+        };
+        Ok((
+            GradientsParams::from_grads(loss.total.backward(), &*model),
+            parts,
+        ))
+    };
+    let describe = |step: usize, parts: &StepParts| {
+        format!(
+            " E[GMAC] {:.3}/{target_gmac:.3} tau {:.2}",
+            parts.gmac,
+            temperature(step)
+        )
+    };
+    let run = stage_loop.run(
+        options,
+        clips,
+        |model, f| model.for_each_norm(f),
+        shard,
+        describe,
+        |dir, model: &AntModel| Ok(model.save(dir)?),
+    )?;
     Ok(JointOutcome {
-        model: model.valid(),
-        checkpoint,
-        finished: state.epochs_done >= stage.epochs,
-        epochs,
+        model: run.model.valid(),
+        checkpoint: run.checkpoint,
+        finished: run.finished,
+        epochs: run.epochs,
     })
 }
 

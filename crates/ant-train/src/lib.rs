@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod driver;
 pub mod error;
 pub mod joint;
 pub mod metrics;

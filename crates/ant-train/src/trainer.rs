@@ -22,9 +22,7 @@
 //! function of `s`; model, optimizer state and the step counter are in the checkpoint. A resumed run therefore takes
 //! the same steps as an uninterrupted one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use ant_detrac::{DetracBatcher, FrameDataset, FrameRef, FrameTargets};
 use ant_supernet::loss::concat_levels;
@@ -46,14 +44,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    TrainState, latest_checkpoint, load_model, load_optimizer, load_state, save_checkpoint,
-};
+use crate::checkpoint::load_model;
 use crate::config::{StageSettings, TrainConfig};
+use crate::driver::{Shard, StageLoop, StageSpec, StepParts};
 use crate::error::{Result, TrainError};
-use crate::metrics::{EpochRecord, MetricsLog, StepRecord};
-use crate::parallel::{data_parallel_step, shard_ranges};
-use crate::schedule::LrSchedule;
+use crate::metrics::EpochRecord;
 
 /// A training stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +68,7 @@ impl Stage {
         }
     }
 
-    fn index(self) -> u64 {
+    pub(crate) fn index(self) -> u64 {
         match self {
             Stage::Standalone => 0,
             Stage::Supernet => 1,
@@ -413,12 +408,6 @@ fn step_loss(
     })
 }
 
-fn print_progress(line: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "\r{line:<100}");
-    let _ = stderr.flush();
-}
-
 /// Trains one stage (resuming when asked and possible); checkpoints every epoch.
 pub fn train_stage(
     config: &TrainConfig,
@@ -428,55 +417,30 @@ pub fn train_stage(
     options: &RunOptions,
 ) -> Result<StageOutcome> {
     let settings = stage_settings(config, stage);
-    let stage_dir = options.run_dir.join(stage.name());
     let device = options.device.clone().autodiff();
-    let steps = steps_per_epoch(data.dataset.len(), settings);
-    let schedule = LrSchedule::for_stage(settings, steps);
-    let mut optim = optimizer(settings);
-    let resume_from = if options.resume {
-        latest_checkpoint(&stage_dir)?
-    } else {
-        None
+    let spec = StageSpec {
+        name: stage.name(),
+        settings,
+        seed: config.seed,
+        seed_index: stage.index(),
+        order: (config.seed, stage),
+        images_per_item: 1,
+        data_parallel: config.data_parallel,
     };
-    let (mut model, mut state) = match &resume_from {
-        Some(checkpoint) => {
-            let state = load_state(checkpoint)?;
-            if state.stage != stage.name() || state.seed != config.seed {
-                return Err(TrainError::ResumeMismatch {
-                    path: checkpoint.clone(),
-                    reason: format!(
-                        "checkpoint of stage {} seed {}, run is stage {} seed {}",
-                        state.stage,
-                        state.seed,
-                        stage.name(),
-                        config.seed
-                    ),
-                });
+    let mut stage_loop = StageLoop::open(
+        spec,
+        options,
+        |checkpoint| load_model(checkpoint, &device),
+        || {
+            let mut model = init_model(config, init, &device)?;
+            if stage == Stage::Supernet && matches!(init, ModelInit::Checkpoint(_)) {
+                // The standalone stage trained the largest ratio only: every smaller ratio
+                // starts from its norms rather than from unit/zero ones.
+                model.inherit_norms_from_largest();
             }
-            optim = load_optimizer(checkpoint, optim)?;
-            tracing::info!(stage = stage.name(), checkpoint = %checkpoint.display(),
-                epochs_done = state.epochs_done, "resuming");
-            (load_model(checkpoint, &device)?, state)
-        }
-        None => (
-            {
-                let mut model = init_model(config, init, &device)?;
-                if stage == Stage::Supernet && matches!(init, ModelInit::Checkpoint(_)) {
-                    // The standalone stage trained the largest ratio only: every smaller
-                    // ratio starts from its norms rather than from unit/zero ones.
-                    model.inherit_norms_from_largest();
-                }
-                model
-            },
-            TrainState {
-                stage: stage.name().to_string(),
-                epochs_done: 0,
-                global_step: 0,
-                seed: config.seed,
-                last_loss: f32::NAN,
-            },
-        ),
-    };
+            Ok(model)
+        },
+    )?;
     // The supernet's anchor: the frozen standalone detector it starts from, one copy per
     // device a replica runs on.
     let standalone: Vec<(Device, EfficientDet)> = match (stage, init) {
@@ -513,172 +477,63 @@ pub fn train_stage(
     };
     // Stochastic depth is a training-time property of the blocks, never saved: set it on the
     // fresh or resumed model, clear it on the returned one.
-    model.set_drop_path(settings.drop_path);
-    let mut log = MetricsLog::open(&options.run_dir, stage.name(), state.global_step)?;
-    let anchors = Anchors::new(&model.config);
+    stage_loop.model.set_drop_path(settings.drop_path);
+    let anchors = Anchors::new(&stage_loop.model.config);
     let loss_config: LossConfig = config.loss.into();
-    let mut checkpoint = resume_from.clone();
-    let mut epochs = Vec::new();
-    let first_epoch = state.epochs_done;
-    let last_epoch = options
-        .stop_after_epochs
-        .map_or(settings.epochs, |n| settings.epochs.min(first_epoch + n));
     tracing::info!(
         stage = stage.name(),
         frames = data.dataset.len(),
-        steps_per_epoch = steps,
+        steps_per_epoch = steps_per_epoch(data.dataset.len(), settings),
         epochs = settings.epochs,
         "training"
     );
-    for epoch in first_epoch..last_epoch {
-        data.dataset.set_epoch(epoch as u64);
-        let order = epoch_order(data.dataset.len(), config.seed, stage, epoch);
-        let started = Instant::now();
-        let (mut loss_sum, mut detection_sum, mut distill_sum) = (0f64, 0f64, 0f64);
-        let mut images_seen = 0usize;
-        for batch_index in 0..steps {
-            let step = state.global_step;
-            // The step's draws (drop-path masks, and anything from the device's generator) are
-            // functions of (seed, stage, step), so a resumed run draws the same.
-            let seed = step_seed(config.seed, stage.index(), step);
-            device.seed(seed);
-            let items: Vec<FrameRef> = (0..settings.batch_size)
-                .map(|offset| order[(batch_index * settings.batch_size + offset) % order.len()])
-                .map(|index| {
-                    data.dataset
-                        .get(index)
-                        .expect("frame datasets never fail get")
-                })
-                .collect();
-            let lr = schedule.lr_at(step);
-            let batch_size = items.len();
-            // Forward and backward of one shard of the batch (the whole batch without
-            // replicas), its loss weighted by its share of the batch.
-            let shard_step = |model: &mut EfficientDet,
-                              items: Vec<FrameRef>,
-                              device: &Device,
-                              drop_seed: u64| {
-                model.set_drop_path_seed(drop_seed);
-                let share = items.len() as f32 / batch_size as f32;
-                let batch = data.batcher.batch(items, device)?;
-                let targets = label_batch(&anchors, &batch.targets, &loss_config);
-                let anchor = standalone
-                    .iter()
-                    .find(|(on, _)| on == device)
-                    .map(|(_, anchor)| anchor);
-                let loss = step_loss(
-                    model,
-                    anchor,
-                    stage,
-                    config,
-                    batch.images,
-                    &targets,
-                    step,
-                    device,
-                )?;
-                let total = loss.total.mul_scalar(share);
-                let parts = (
-                    total.clone().into_scalar::<f32>(),
-                    loss.detection.into_scalar::<f32>() * share,
-                    loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * share,
-                );
-                Ok::<_, TrainError>((GradientsParams::from_grads(total.backward(), model), parts))
-            };
-            let (grads, (value, detection, distill)) = if config.data_parallel > 1 {
-                let shards: Vec<Vec<FrameRef>> = shard_ranges(batch_size, config.data_parallel)
-                    .into_iter()
-                    .map(|range| items[range].to_vec())
-                    .collect();
-                let (grads, parts) = data_parallel_step(
-                    &mut model,
-                    |model, f| model.for_each_norm(f),
-                    shards,
-                    &options.device,
-                    &options.replica_devices,
-                    |index, replica, items: Vec<FrameRef>, device: &Device| {
-                        shard_step(replica, items, device, seed ^ (index as u64 + 1) << 48)
-                    },
-                )?;
-                let sum = parts.iter().fold((0.0, 0.0, 0.0), |acc, p| {
-                    (acc.0 + p.0, acc.1 + p.1, acc.2 + p.2)
-                });
-                (grads, sum)
-            } else {
-                shard_step(&mut model, items, &device, seed)?
-            };
-            check_finite(value, stage.name(), epoch, step, checkpoint.as_deref())?;
-            model = optim.step(lr, model, grads);
-            state.global_step += 1;
-            images_seen += settings.batch_size;
-            loss_sum += f64::from(value);
-            detection_sum += f64::from(detection);
-            distill_sum += f64::from(distill);
-            let images_per_s = images_seen as f64 / started.elapsed().as_secs_f64();
-            log.step(&StepRecord {
-                stage: stage.name().to_string(),
-                epoch,
-                step,
-                loss: value,
-                detection,
-                distill,
-                lr,
-            })?;
-            if options.progress {
-                print_progress(&format!(
-                    "[{}] epoch {}/{} step {}/{} loss {:.4} lr {:.5} {:.2} img/s",
-                    stage.name(),
-                    epoch + 1,
-                    settings.epochs,
-                    batch_index + 1,
-                    steps,
-                    value,
-                    lr,
-                    images_per_s
-                ));
-            }
-        }
-        if options.progress {
-            eprintln!();
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let record = EpochRecord {
-            stage: stage.name().to_string(),
-            epoch,
-            global_step: state.global_step,
-            loss: (loss_sum / steps as f64) as f32,
-            detection: (detection_sum / steps as f64) as f32,
-            distill: (distill_sum / steps as f64) as f32,
-            lr: schedule.lr_at(state.global_step.saturating_sub(1)),
-            images_per_s: images_seen as f64 / seconds,
-            seconds,
+    // Forward and backward of one shard of the batch (the whole batch without replicas), its
+    // loss weighted by its share of the batch.
+    let shard = |model: &mut EfficientDet, items: Vec<FrameRef>, device: &Device, at: Shard| {
+        let drop_seed = match at.replica {
+            None => at.seed,
+            Some(index) => at.seed ^ (index as u64 + 1) << 48,
         };
-        state.epochs_done = epoch + 1;
-        state.last_loss = record.loss;
-        checkpoint = Some(save_checkpoint(&stage_dir, &model, &optim, &state)?);
-        log.epoch(&record)?;
-        tracing::info!(
-            stage = stage.name(),
-            epoch = epoch + 1,
-            loss = record.loss,
-            images_per_s = record.images_per_s,
-            seconds = record.seconds,
-            "epoch done"
-        );
-        epochs.push(record);
-    }
-    let checkpoint = match checkpoint {
-        Some(path) => path,
-        None => {
-            // Zero epochs configured: checkpoint the initial model so later stages can start.
-            save_checkpoint(&stage_dir, &model, &optim, &state)?
-        }
+        model.set_drop_path_seed(drop_seed);
+        let batch = data.batcher.batch(items, device)?;
+        let targets = label_batch(&anchors, &batch.targets, &loss_config);
+        let anchor = standalone
+            .iter()
+            .find(|(on, _)| on == device)
+            .map(|(_, anchor)| anchor);
+        let loss = step_loss(
+            model,
+            anchor,
+            stage,
+            config,
+            batch.images,
+            &targets,
+            at.step,
+            device,
+        )?;
+        let total = loss.total.mul_scalar(at.share);
+        let parts = StepParts {
+            loss: total.clone().into_scalar::<f32>(),
+            detection: loss.detection.into_scalar::<f32>() * at.share,
+            distill: loss.distill.map_or(0.0, |d| d.into_scalar::<f32>()) * at.share,
+            gmac: 0.0,
+        };
+        Ok((GradientsParams::from_grads(total.backward(), model), parts))
     };
-    model.set_drop_path(0.0);
+    let mut run = stage_loop.run(
+        options,
+        &data.dataset,
+        |model, f| model.for_each_norm(f),
+        shard,
+        |_, _| String::new(),
+        |dir, model: &EfficientDet| Ok(model.valid().save(&dir.join("model.bpk"))?),
+    )?;
+    run.model.set_drop_path(0.0);
     Ok(StageOutcome {
-        model: model.valid(),
-        checkpoint,
-        finished: state.epochs_done >= settings.epochs,
-        epochs,
+        model: run.model.valid(),
+        checkpoint: run.checkpoint,
+        finished: run.finished,
+        epochs: run.epochs,
     })
 }
 
