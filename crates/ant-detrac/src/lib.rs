@@ -26,7 +26,9 @@ pub mod layout;
 pub mod split;
 pub mod stats;
 pub mod synth;
-pub mod transform;
+/// The image transforms into the detector's input, from `ant-geom` (re-exported: the
+/// batchers use them).
+pub use ant_geom::transform;
 
 pub use annotation::{DetracBox, FrameAnnotation, Occlusion, Schema, SequenceAnnotation, Target};
 pub use batcher::{ClipBatch, DetectionBatch, DetracBatcher};

@@ -1,4 +1,4 @@
-//! ant-geom: typed boxes, IoU, reference NMS and the letterbox resize map of the ANT detector.
+//! ant-geom: typed boxes, IoU, reference NMS, the letterbox map and the image transform into the input of the ANT detector.
 //!
 //! ANT (Adapt Network Across Time) detects vehicles in UA-DETRAC video with an EfficientDet
 //! supernet. This crate holds the plain-Rust geometry every other crate shares, with no Burn
@@ -12,6 +12,8 @@
 //!   references in [`nms::reference`] that the tests compare against.
 //! - [`Letterbox`]: effdet's `ResizePad` (keep aspect, pad at the bottom/right) as a box map
 //!   with its inverse, and the horizontal flip used by augmentation.
+//! - [`InputTransform`] ([`transform`]): the same letterbox applied to an RGB image, and
+//!   ImageNet normalisation into the detector's CHW input; boxes to the input and back.
 //!
 //! Reference code: torchvision `ops/boxes.py` and effdet `data/transforms.py`
 //! (<https://github.com/rwightman/efficientdet-pytorch/blob/c6dff775a36cea0bf9b76c58e59f936411c5ce01/effdet/data/transforms.py>).
@@ -21,7 +23,9 @@
 pub mod boxes;
 pub mod letterbox;
 pub mod nms;
+pub mod transform;
 
 pub use boxes::{BoxXywh, BoxXyxy};
 pub use letterbox::Letterbox;
 pub use nms::{batched_nms, batched_nms_top, nms};
+pub use transform::InputTransform;

@@ -1,17 +1,17 @@
-//! Image and box transforms between a UA-DETRAC frame and the detector input, as effdet's
+//! Image and box transforms between a frame (any RGB image) and the detector input, as effdet's
 //! evaluation/training pipeline does them (`effdet/data/transforms.py`, `ResizePad`,
 //! `RandomFlip`, `ImageToNumpy` + normalisation in the loader:
 //! <https://github.com/rwightman/efficientdet-pytorch/blob/c6dff775a36cea0bf9b76c58e59f936411c5ce01/effdet/data/transforms.py>).
 //!
 //! - Letterbox: scale by one factor that keeps the aspect ratio (bilinear, antialiased when
 //!   shrinking like PIL's `BILINEAR`), paste at the top-left, pad bottom/right with the mean
-//!   colour (so padding normalises to about 0). Boxes map by [`ant_geom::Letterbox`], whose
+//!   colour (so padding normalises to about 0). Boxes map by [`Letterbox`], whose
 //!   `inverse` is exact (a division by the same scale), so predictions go back to the frame.
 //! - Horizontal flip, applied to the source frame before the letterbox so the padding stays at
 //!   the right and the inverse map is unchanged.
 //! - Normalisation: `(pixel / 255 - mean) / std` per channel, ImageNet statistics, CHW `f32`.
 
-use ant_geom::{BoxXyxy, Letterbox};
+use crate::{BoxXyxy, Letterbox};
 use image::RgbImage;
 use image::imageops::FilterType;
 
