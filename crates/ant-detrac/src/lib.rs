@@ -12,6 +12,41 @@
 //!   the system's ffmpeg frame by frame.
 //! - [`coco`]: COCO ground-truth export; [`stats`]: per-sequence statistics.
 //! - [`synth`]: a procedural generator writing sequences in the exact UA-DETRAC format.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use ant_detrac::{Schema, SequenceAnnotation, VehicleClass, VehicleType};
+//!
+//! // The official v3 annotation of training sequence MVI_20011, cut down to one ignored region
+//! // and one target of frame 1.
+//! let xml = r#"<sequence name="MVI_20011">
+//!    <sequence_attribute camera_state="unstable" sence_weather="sunny" />
+//!    <ignored_region>
+//!       <box height="63.5" left="778.75" top="24.75" width="181.75" />
+//!    </ignored_region>
+//!    <frame density="7" num="1">
+//!       <target_list>
+//!          <target id="1">
+//!             <box height="162.2" left="592.75" top="378.8" width="160.05" />
+//!             <attribute color="Black" orientation="18.488" speed="6.859"
+//!                trajectory_length="5" truncation_ratio="0.1" vehicle_type="Suv" />
+//!          </target>
+//!       </target_list>
+//!    </frame>
+//! </sequence>"#;
+//! let sequence = SequenceAnnotation::parse(xml, Path::new("MVI_20011_v3.xml"))?;
+//! assert_eq!(sequence.name, "MVI_20011");
+//! assert_eq!(sequence.schema, Schema::V3);
+//! assert_eq!(sequence.ignored_boxes().len(), 1);
+//! let target = &sequence.frames[&1].targets[0];
+//! assert_eq!(target.vehicle_type, VehicleType::Suv);
+//! // The benchmark class (index 0 of the detector's four).
+//! assert_eq!(target.class(), VehicleClass::Car);
+//! let corners = target.bbox.to_xyxy(); // [left, top, left + width, top + height]
+//! assert!((corners.x2 - 752.8).abs() < 1e-3 && (corners.y2 - 541.0).abs() < 1e-3);
+//! # Ok::<(), ant_detrac::DetracError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod annotation;
@@ -20,7 +55,7 @@ pub mod classes;
 pub mod coco;
 pub mod dataset;
 pub mod draw;
-pub mod error;
+mod error;
 pub mod frames;
 pub mod layout;
 pub mod split;

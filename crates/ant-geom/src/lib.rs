@@ -17,11 +17,34 @@
 //!
 //! Reference code: torchvision `ops/boxes.py` and effdet `data/transforms.py`
 //! (<https://github.com/rwightman/efficientdet-pytorch/blob/c6dff775a36cea0bf9b76c58e59f936411c5ce01/effdet/data/transforms.py>).
+//!
+//! ```
+//! use ant_geom::{BoxXyxy, Letterbox, batched_nms};
+//!
+//! // Three detections in 512x512 network-input pixels: two near-duplicates of one car and a
+//! // bus at the same place (another class, so it is not suppressed).
+//! let boxes = [
+//!     BoxXyxy::new(100.0, 50.0, 180.0, 110.0),
+//!     BoxXyxy::new(102.0, 52.0, 182.0, 112.0),
+//!     BoxXyxy::new(100.0, 50.0, 180.0, 110.0),
+//! ];
+//! let scores = [0.9, 0.8, 0.4];
+//! let classes = [0, 0, 1];
+//! let keep = batched_nms(&boxes, &scores, &classes, 0.5);
+//! assert_eq!(keep, vec![0, 2]);
+//!
+//! // Back into the pixels of the 960x540 UA-DETRAC frame the input was letterboxed from.
+//! let letterbox = Letterbox::new(960, 540, 512, 512);
+//! assert_eq!(letterbox.resized_size(), (512, 288));
+//! let in_frame = letterbox.inverse(boxes[keep[0]]);
+//! assert!((in_frame.x1 - 187.5).abs() < 1e-3 && (in_frame.x2 - 337.5).abs() < 1e-3);
+//! assert!((in_frame.iou(&BoxXyxy::new(187.5, 93.75, 337.5, 206.25)) - 1.0).abs() < 1e-5);
+//! ```
 
 #![warn(missing_docs)]
 
-pub mod boxes;
-pub mod letterbox;
+mod boxes;
+mod letterbox;
 pub mod nms;
 pub mod transform;
 

@@ -29,6 +29,22 @@
 //! let epilogue = PointwiseEpilogue { bias: &[0.5], addend: None, swish: false, residual: None };
 //! let output = pointwise(&weight, [1, 2, 3], &input, epilogue);
 //! assert_eq!(output, vec![21.5, 42.5, 63.5]);
+//!
+//! // The inference depthwise kernel against Burn's grouped convolution: a 3x3 box filter
+//! // over one 3x3 channel, zero-padded to the same size.
+//! use ant_kernels::{conv::conv2d_same, fast::depthwise_same};
+//! use burn::tensor::{Device, Tensor};
+//!
+//! let device = Device::flex();
+//! let rows = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]];
+//! let x = Tensor::<4>::from_floats([[rows]], &device);
+//! let weight = Tensor::<4>::ones([1, 1, 3, 3], &device);
+//! let ours = depthwise_same(x.clone(), weight.clone(), 1);
+//! let burn = conv2d_same(x, weight, None, 1, 1);
+//! let ours: Vec<f32> = ours.into_data().to_vec().unwrap();
+//! let burn: Vec<f32> = burn.into_data().to_vec().unwrap();
+//! assert_eq!(ours, vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]);
+//! assert_eq!(ours, burn);
 //! ```
 #![warn(missing_docs)]
 

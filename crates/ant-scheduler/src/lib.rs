@@ -13,6 +13,34 @@
 //!
 //! The paper's reference code is not public; the deviation follows the paper's wording
 //! ("normalized L1 deviation" of the features after the conv stem, Fig. 3).
+//!
+//! ```
+//! use ant_scheduler::{KeyFramePolicy, KeyFrameScheduler};
+//!
+//! // Stem features of four frames (flattened; a real stem map holds thousands of values).
+//! let frames = [
+//!     [1.0, -2.0, 3.0, 4.0],
+//!     [1.1, -2.0, 3.0, 4.0], // moved by 0.1 / 10 = 1% of the key frame's magnitude
+//!     [2.0, -1.0, 3.0, 4.0], // moved by 2 / 10 = 20%: a new key frame
+//!     [2.0, -1.0, 3.1, 4.0], // 1% from the new key frame
+//! ];
+//! let mut scheduler = KeyFrameScheduler::new(KeyFramePolicy::adaptive(0.1)?)?;
+//! let mut keys = Vec::new();
+//! for features in &frames {
+//!     let decision = scheduler.decide(Some(features.as_slice()))?;
+//!     keys.push(decision.key);
+//! }
+//! assert_eq!(keys, [true, false, true, false]);
+//!
+//! // The fixed interval needs no features: frames 0, 3, 6, ... are key.
+//! let mut fixed = KeyFrameScheduler::new(KeyFramePolicy::interval(3)?)?;
+//! let mut keys = Vec::new();
+//! for _ in 0..4 {
+//!     keys.push(fixed.decide(None)?.key);
+//! }
+//! assert_eq!(keys, [true, false, false, true]);
+//! # Ok::<(), ant_scheduler::SchedulerError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod deviation;
