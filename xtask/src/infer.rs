@@ -28,12 +28,10 @@ use std::time::Instant;
 use ant_detrac::classes::VehicleClass;
 use ant_detrac::draw::{class_color, draw_box};
 use ant_detrac::frames::{FrameSource, SourceItem, VideoOptions};
-use ant_detrac::transform::InputTransform;
 use ant_supernet::skipconv::SkipKernel;
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, FrameResult, Mode, temporal_path};
 use anyhow::Context;
-use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use image::{Rgb, RgbImage};
 use serde_json::json;
@@ -203,7 +201,6 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let image_size = model.config.image_size;
     anyhow::ensure!(image_size >= 32, "image size {image_size} is too small");
     let mut detector = AntDetector::new(model, temporal, mode)?;
-    let transform = InputTransform::new(image_size as u32, image_size as u32);
 
     let (mut source, input) = match (&args.frames, &args.video) {
         (Some(dir), _) => (FrameSource::directory(dir)?, dir),
@@ -268,31 +265,19 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         let image = &frame.image;
         let frame_size = image.dimensions();
         if size.is_some_and(|previous| previous != frame_size) {
-            // The key frame's features describe another geometry: start anew.
-            detector.reset();
+            // The detector starts anew (the key frame's features describe another geometry).
             summary.size_changes += 1;
         }
         size = Some(frame_size);
-        let (input_image, letterbox) = transform.letterbox_image(image);
-        let values = transform.normalize(&input_image);
-        let tensor = Tensor::<4>::from_data(
-            TensorData::new(values, [1, 3, image_size, image_size]),
-            &device,
-        );
         let result = detector
-            .process(tensor)
+            .process_image(image)
             .with_context(|| format!("processing frame {} ({})", frame.index, frame.name))?;
-        let (width, height) = (image.width() as f32, image.height() as f32);
-        let boxes: Vec<_> = result
+        let detections: Vec<_> = result
             .detections
             .items
             .iter()
-            .map(|d| (letterbox.inverse(d.bbox).clip(width, height), d))
-            .collect();
-        let detections: Vec<_> = boxes
-            .iter()
-            .map(|(bbox, d)| {
-                let xywh = bbox.to_xywh();
+            .map(|d| {
+                let xywh = d.bbox.to_xywh();
                 json!({"bbox": [xywh.x, xywh.y, xywh.w, xywh.h], "score": d.score, "class": d.class})
             })
             .collect();
@@ -312,10 +297,15 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}").with_context(|| format!("writing {}", args.out.display()))?;
         if let Some(dir) = &args.draw {
             let mut canvas = image.clone();
-            for (bbox, detection) in boxes.iter().filter(|(_, d)| d.score >= args.draw_min_score) {
+            for detection in result
+                .detections
+                .items
+                .iter()
+                .filter(|d| d.score >= args.draw_min_score)
+            {
                 let class =
                     VehicleClass::from_index(detection.class).unwrap_or(VehicleClass::Others);
-                draw_box(&mut canvas, *bbox, class_color(class), 2);
+                draw_box(&mut canvas, detection.bbox, class_color(class), 2);
             }
             annotate(&mut canvas, &result);
             let target = dir.join(drawing_name(&frame.name));

@@ -1,4 +1,5 @@
-//! ant-geom: typed boxes, IoU, reference NMS, the letterbox map and the image transform into the input of the ANT detector.
+//! ant-geom: typed boxes, IoU, reference NMS, the letterbox map and the image transform into
+//! the input of the ANT detector.
 //!
 //! ANT (Adapt Network Across Time) detects vehicles in UA-DETRAC video with an EfficientDet
 //! supernet. This crate holds the plain-Rust geometry every other crate shares, with no Burn

@@ -13,20 +13,27 @@
 //! at it on the fused feature, and its output is fused with the key frame's; BiFPN and heads
 //! run on the fused stages 2, 4, 6.
 
+use std::path::Path;
 use std::time::Instant;
 
+use ant_geom::transform::boxes_to_frame;
+use ant_geom::{BoxXyxy, InputTransform};
 use ant_scheduler::{KeyFramePolicy, KeyFrameScheduler};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::backbone::ElasticMbConv;
 use ant_supernet::config::PYRAMID_STAGES;
 use ant_supernet::prepared::{Map, PreparedDetector, PreparedOutputs};
 use ant_supernet::skipconv::{SkipConvDetector, SkipConvOptions, SkipKernel};
-use ant_supernet::{Anchors, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
+use ant_supernet::{
+    Anchors, Detection, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError,
+};
 use burn::prelude::*;
+use image::RgbImage;
 
 use crate::cost::TemporalCostTable;
 use crate::error::{Result, TemporalError};
 use crate::gate::argmax_rows;
+use crate::model::AntModel;
 use crate::prepared::PreparedTemporal;
 use crate::temporal::AntTemporal;
 
@@ -167,7 +174,8 @@ pub struct FrameForward {
 /// The result of one frame.
 #[derive(Clone, Debug)]
 pub struct FrameResult {
-    /// Detections in input pixels (map them to the frame with the letterbox inverse).
+    /// Detections in input pixels from [`AntDetector::process`] (map them to the frame with
+    /// the letterbox inverse), in the image's own pixels from [`AntDetector::process_image`].
     pub detections: Detections,
     /// Whether the frame was a key frame.
     pub key: bool,
@@ -238,6 +246,9 @@ pub struct AntDetector {
     costs: TemporalCostTable,
     anchors: Anchors,
     device: Device,
+    /// The input transform of [`Self::process_image`], and the size of its last image.
+    transform: InputTransform,
+    image_size: Option<(u32, u32)>,
 }
 
 impl AntDetector {
@@ -314,6 +325,7 @@ impl AntDetector {
             None => TemporalCostTable::new(&model.config, gate_hidden, fusion_kernel),
         };
         let anchors = model.anchors();
+        let size = model.config.image_size as u32;
         Ok(Self {
             model,
             temporal,
@@ -326,7 +338,52 @@ impl AntDetector {
             costs,
             anchors,
             device,
+            transform: InputTransform::new(size, size),
+            image_size: None,
         })
+    }
+
+    /// ANT from a stage-2 checkpoint directory ([`AntModel::load`]: `model.bpk` and
+    /// `model.temporal.bpk`) on `device`, for `mode`.
+    ///
+    /// # Errors
+    /// A missing or invalid checkpoint file, named in the error; the errors of [`Self::new`].
+    pub fn load(dir: &Path, mode: Mode, device: &Device) -> Result<Self> {
+        let model = AntModel::load(dir, device)?;
+        Self::new(model.detector, Some(model.temporal), mode)
+    }
+
+    /// Processes the next RGB image of a stream: letterboxed into the network's input
+    /// (effdet's transform, [`InputTransform`]), run by [`Self::process`], the detections
+    /// mapped back into `image`'s pixels (clipped; boxes that vanish are dropped). An image
+    /// of another size than the previous one starts a new stream ([`Self::reset`]): the key
+    /// frame's features describe another geometry. `latency_ms` excludes the transform.
+    ///
+    /// # Errors
+    /// The errors of [`Self::process`].
+    pub fn process_image(&mut self, image: &RgbImage) -> Result<FrameResult> {
+        let size = image.dimensions();
+        if self.image_size.is_some_and(|previous| previous != size) {
+            self.reset();
+        }
+        self.image_size = Some(size);
+        let (input, letterbox) = self.transform.letterbox_image(image);
+        let side = self.model.config.image_size;
+        let frame = Tensor::<4>::from_data(
+            TensorData::new(self.transform.normalize(&input), [1, 3, side, side]),
+            &self.device,
+        );
+        let mut result = self.process(frame)?;
+        let boxes: Vec<BoxXyxy> = result.detections.items.iter().map(|d| d.bbox).collect();
+        result.detections.items = result
+            .detections
+            .items
+            .iter()
+            .zip(boxes_to_frame(&letterbox, &boxes))
+            .filter(|(_, bbox)| bbox.x2 > bbox.x1 && bbox.y2 > bbox.y1)
+            .map(|(detection, bbox)| Detection { bbox, ..*detection })
+            .collect();
+        Ok(result)
     }
 
     /// The mode.
