@@ -18,26 +18,26 @@
 //! [`EfficientDet::forward_pyramid`].
 #![warn(missing_docs)]
 
-pub mod anchors;
+mod anchors;
 pub mod arch;
 pub mod backbone;
-pub mod bifpn;
+mod bifpn;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
 mod detect;
-pub mod detector;
-pub mod error;
-pub mod head;
+mod detector;
+mod error;
+mod head;
 pub mod loss;
 pub mod nn;
 pub mod parity;
 mod pickle_scan;
-pub mod postprocess;
+mod postprocess;
 pub mod prepared;
 pub mod seeded;
 pub mod skipconv;
-pub mod weights;
+mod weights;
 
 pub use anchors::Anchors;
 pub use arch::SubnetArch;
