@@ -16,6 +16,29 @@
 //! modules (`ant-temporal`) reach the stage-level features through
 //! [`EfficientDet::forward_backbone`] and run BiFPN and heads on fused features through
 //! [`EfficientDet::forward_pyramid`].
+//!
+//! ## Detecting on images
+//! [`ImageDetector`] is the entry point for a trained checkpoint: [`ImageDetector::load`] a
+//! `model.bpk` (as `cargo xtask train` writes), pick a subnet, and detect on RGB images of
+//! any size, boxes in their own pixels (`examples/detect.rs`, the README):
+//!
+//! ```
+//! use ant_supernet::{EfficientDet, EfficientDetConfig, ImageDetector, SubnetArch};
+//! use burn::tensor::Device;
+//!
+//! let device = Device::flex();
+//! // A trained model comes from `ImageDetector::load(path, &device)`; an untrained one shows
+//! // the calls.
+//! let model = EfficientDet::init(&EfficientDetConfig::tiny(4).with_image_size(128), &device);
+//! let detector = ImageDetector::new(model).with_subnet(SubnetArch::SMALLEST)?;
+//! let frame = image::RgbImage::from_pixel(320, 180, image::Rgb([96, 96, 96]));
+//! for detection in detector.detect(&frame)? {
+//!     let b = detection.bbox;
+//!     assert!(b.x1 >= 0.0 && b.x2 <= 320.0 && b.y1 >= 0.0 && b.y2 <= 180.0);
+//!     assert!(detection.class < 4 && (0.0..=1.0).contains(&detection.score));
+//! }
+//! # Ok::<(), ant_supernet::SupernetError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod anchors;

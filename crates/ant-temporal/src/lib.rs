@@ -39,6 +39,36 @@
 //! streams. Modes ([`Mode`]): static full, static subnet, non-temporal, fixed interval,
 //! adaptive. Each (stage, ratio) is extracted once at creation, so per-frame work never
 //! slices weights.
+//!
+//! ## Streaming images
+//! [`AntDetector::load`] reads a stage-2 checkpoint directory (`model.bpk` +
+//! `model.temporal.bpk`, [`AntModel`]) for a [`Mode`]; [`AntDetector::process_image`] takes
+//! the stream's RGB images one by one, boxes in their own pixels (`examples/stream.rs`, the
+//! README):
+//!
+//! ```
+//! use ant_supernet::{EfficientDet, EfficientDetConfig};
+//! use ant_temporal::{AntDetector, AntModel, AntTemporalConfig, Mode};
+//! use burn::tensor::Device;
+//!
+//! let device = Device::flex();
+//! let config = EfficientDetConfig::tiny(4).with_image_size(128);
+//! let detector = EfficientDet::init(&config, &device);
+//! let temporal = AntTemporalConfig::new().init(&config.backbone, &device);
+//! // What stage 2 of `cargo xtask train` saves, loaded back as a user would.
+//! let dir = std::env::temp_dir().join(format!("ant-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! AntModel { detector, temporal }.save(&dir)?;
+//! let mut ant = AntDetector::load(&dir, Mode::fixed_interval(3), &device)?;
+//! for index in 0..4u8 {
+//!     let frame = image::RgbImage::from_pixel(320, 180, image::Rgb([90 + index, 90, 90]));
+//!     let result = ant.process_image(&frame)?;
+//!     assert_eq!(result.key, index % 3 == 0); // a key frame, then two gated non-key ones
+//!     assert!(result.detections.items.iter().all(|d| d.bbox.x2 <= 320.0 && d.bbox.y2 <= 180.0));
+//! }
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), ant_temporal::TemporalError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod cost;
