@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
+use serde::Serialize;
 
 use crate::config::EfficientDetConfig;
 use crate::detector::EfficientDet;
@@ -15,13 +17,6 @@ use crate::error::{Result, SupernetError};
 
 fn config_path(path: &Path) -> PathBuf {
     path.with_extension("json")
-}
-
-fn write_error(path: &Path, reason: impl ToString) -> SupernetError {
-    SupernetError::Write {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
 }
 
 fn read_error(path: &Path, reason: impl ToString) -> SupernetError {
@@ -64,65 +59,115 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::result::Result<(), Wri
     std::fs::rename(&tmp, path).map_err(error(path))
 }
 
+/// Saves `module` to `path` (burnpack; `config` also in its metadata as `ant_config`) and
+/// `config` as JSON beside it (`path` with `.json`), both atomically: the one checkpoint
+/// format of the workspace (the detector, the temporal modules).
+///
+/// # Errors
+/// [`SupernetError::Pack`] when Burn cannot serialise the module, [`SupernetError::WriteFile`]
+/// naming a file that could not be written.
+pub fn save_module<M: ModuleSnapshot, C: Serialize>(
+    module: &M,
+    config: &C,
+    path: &Path,
+) -> Result<()> {
+    let pack = |source| SupernetError::Pack {
+        path: path.to_path_buf(),
+        source,
+    };
+    let config = serde_json::to_string_pretty(config).expect("configs serialise");
+    let mut store = BurnpackStore::from_bytes(None).metadata("ant_config", config.clone());
+    module.save_into(&mut store).map_err(pack)?;
+    let bytes = store.get_bytes().map_err(pack)?;
+    write_atomic(&config_path(path), config.as_bytes())?;
+    Ok(write_atomic(path, &bytes)?)
+}
+
+/// Reads the JSON config beside the checkpoint `path` (`path` with `.json`) with `parse`.
+///
+/// # Errors
+/// [`SupernetError::ReadFile`] or [`SupernetError::Config`], naming the JSON file.
+pub fn load_config<C>(path: &Path, parse: impl FnOnce(&str) -> serde_json::Result<C>) -> Result<C> {
+    let json_path = config_path(path);
+    let text = std::fs::read_to_string(&json_path).map_err(|source| SupernetError::ReadFile {
+        path: json_path.clone(),
+        source,
+    })?;
+    parse(&text).map_err(|source| SupernetError::Config {
+        path: json_path,
+        source,
+    })
+}
+
+/// Loads the burnpack checkpoint `path` into `module`, which must have its shape (build it
+/// from the config [`load_config`] read): a checkpoint with missing or mismatched tensors is
+/// refused.
+///
+/// # Errors
+/// [`SupernetError::Read`] for a missing file or a checkpoint of another shape,
+/// [`SupernetError::Pack`] for one Burn cannot read.
+pub fn load_module<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(read_error(path, "no such file"));
+    }
+    let mut store = BurnpackStore::from_file(path)
+        .auto_extension(false)
+        .validate(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|source| SupernetError::Pack {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(read_error(
+            path,
+            format!(
+                "not a checkpoint of this model: {} missing, {} mismatched tensors (first: {})",
+                result.missing.len(),
+                result.errors.len(),
+                result
+                    .missing
+                    .first()
+                    .map(|m| format!("{m:?}"))
+                    .or(result.errors.first().map(|e| format!("{e:?}")))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl EfficientDet {
-    /// Saves to `path` (conventionally `*.bpk`) and its config to `path` with `.json`.
+    /// Saves to `path` (conventionally `*.bpk`) and its config to `path` with `.json`
+    /// ([`save_module`]).
+    ///
+    /// # Errors
+    /// The errors of [`save_module`].
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|error| write_error(parent, error))?;
-        }
-        let config = serde_json::to_string_pretty(&self.config).expect("config serialises");
-        let mut store = BurnpackStore::from_bytes(None).metadata("ant_config", config.clone());
-        self.save_into(&mut store)
-            .map_err(|error| write_error(path, format!("{error:?}")))?;
-        let bytes = store
-            .get_bytes()
-            .map_err(|error| write_error(path, format!("{error:?}")))?;
-        write_atomic(&config_path(path), config.as_bytes())?;
-        Ok(write_atomic(path, &bytes)?)
+        save_module(&self.valid(), &self.config, path)
     }
 
     /// Loads a checkpoint written by [`EfficientDet::save`].
+    ///
+    /// # Errors
+    /// The errors of [`load_config`] and [`load_module`], naming the file.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let json_path = config_path(path);
-        let text = std::fs::read_to_string(&json_path)
-            .map_err(|error| read_error(&json_path, format!("checkpoint config: {error}")))?;
-        let config: EfficientDetConfig = serde_json::from_str(&text)
-            .map_err(|error| read_error(&json_path, format!("checkpoint config: {error}")))?;
+        let config: EfficientDetConfig = load_config(path, |text| serde_json::from_str(text))?;
         Self::load_with_config(path, &config, device)
     }
 
     /// Loads a checkpoint into a model of `config`; a checkpoint of another shape is an error.
+    ///
+    /// # Errors
+    /// The errors of [`load_module`].
     pub fn load_with_config(
         path: &Path,
         config: &EfficientDetConfig,
         device: &Device,
     ) -> Result<Self> {
-        if !path.is_file() {
-            return Err(read_error(path, "no such file"));
-        }
         let mut model = Self::init(config, device);
-        let mut store = BurnpackStore::from_file(path)
-            .auto_extension(false)
-            .validate(true);
-        let result = model.load_from(&mut store).map_err(|error| {
-            read_error(path, format!("not a checkpoint of this model: {error:?}"))
-        })?;
-        if !result.errors.is_empty() || !result.missing.is_empty() {
-            return Err(read_error(
-                path,
-                format!(
-                    "not a checkpoint of config {:?}: {} missing, {} mismatched tensors (first: {:?})",
-                    config.name,
-                    result.missing.len(),
-                    result.errors.len(),
-                    result
-                        .missing
-                        .first()
-                        .map(|m| format!("{m:?}"))
-                        .or(result.errors.first().map(|e| format!("{e:?}")))
-                ),
-            ));
-        }
+        load_module(&mut model, path)?;
         Ok(model)
     }
 }

@@ -34,13 +34,33 @@ pub enum SupernetError {
     /// A file could not be written atomically.
     #[error(transparent)]
     WriteFile(#[from] crate::checkpoint::WriteError),
-    /// A checkpoint could not be written.
-    #[error("writing {path}: {reason}")]
-    Write {
+    /// A checkpoint's config file could not be read.
+    #[error("cannot read {path}")]
+    ReadFile {
         /// The file.
         path: PathBuf,
-        /// What went wrong.
-        reason: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint's config file is not the JSON of a config.
+    #[error("malformed checkpoint config {path}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Burn's store could not write or read a burnpack checkpoint (truncated, corrupt, not a
+    /// burnpack file).
+    #[error("burnpack checkpoint {path}")]
+    Pack {
+        /// The file.
+        path: PathBuf,
+        /// Burn's error.
+        #[source]
+        source: burn::store::burn_pack::Error,
     },
     /// A tensor the model needs is not in the checkpoint.
     #[error(

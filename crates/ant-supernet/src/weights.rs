@@ -93,7 +93,10 @@ impl WeightMap {
 
     /// Reads every `f32` tensor of a SafeTensors file.
     pub fn from_safetensors(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|error| read_error(path, error))?;
+        let bytes = std::fs::read(path).map_err(|source| SupernetError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let file = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|error| read_error(path, format!("not a SafeTensors file: {error}")))?;
         let mut tensors = HashMap::new();

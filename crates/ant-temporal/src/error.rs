@@ -1,7 +1,5 @@
 //! The temporal crate's error type.
 
-use std::path::PathBuf;
-
 use ant_scheduler::SchedulerError;
 use ant_supernet::SupernetError;
 
@@ -62,25 +60,6 @@ pub enum TemporalError {
         key: [usize; 4],
         /// Non-key frame batch shape.
         non_key: [usize; 4],
-    },
-    /// Temporal weights could not be read.
-    #[error("reading {path}: {reason}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A file could not be written atomically.
-    #[error(transparent)]
-    WriteFile(#[from] ant_supernet::checkpoint::WriteError),
-    /// Temporal weights could not be written.
-    #[error("writing {path}: {reason}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
     },
 }
 

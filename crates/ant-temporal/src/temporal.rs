@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
-use ant_supernet::checkpoint::write_atomic;
+use ant_supernet::checkpoint::{load_config, load_module, save_module};
 use ant_supernet::config::BackboneConfig;
 use burn::config::Config;
 use burn::module::Module;
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
 
 use crate::error::{Result, TemporalError};
 use crate::fusion::{Fusion, FusionAnchor, FusionConfig};
@@ -126,10 +125,6 @@ fn parse_config(text: &str) -> std::result::Result<AntTemporalConfig, serde_json
     serde_json::from_value(value)
 }
 
-fn config_path(path: &Path) -> PathBuf {
-    path.with_extension("json")
-}
-
 /// Where the temporal weights of the detector checkpoint `model_path` live:
 /// `MODEL.bpk` -> `MODEL.temporal.bpk`.
 pub fn temporal_path(model_path: &Path) -> PathBuf {
@@ -180,57 +175,25 @@ impl AntTemporal {
         Ok(())
     }
 
-    /// Saves to `path` (burnpack) and the config to `path` with `.json`, atomically.
+    /// Saves to `path` (burnpack) and the config to `path` with `.json`, atomically
+    /// (`ant_supernet::checkpoint::save_module`).
     ///
     /// # Errors
-    /// [`TemporalError::Write`] when the modules do not serialise, [`TemporalError::WriteFile`]
-    /// naming the file that could not be written.
+    /// [`TemporalError::Supernet`] naming the file that could not be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let write = |reason: String| TemporalError::Write {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let config = serde_json::to_string_pretty(&self.config).expect("config serialises");
-        let mut store = BurnpackStore::from_bytes(None);
-        self.save_into(&mut store)
-            .map_err(|error| write(format!("{error:?}")))?;
-        let bytes = store
-            .get_bytes()
-            .map_err(|error| write(format!("{error:?}")))?;
-        write_atomic(&config_path(path), config.as_bytes())?;
-        Ok(write_atomic(path, &bytes)?)
+        Ok(save_module(&self.valid(), &self.config, path)?)
     }
 
     /// Loads modules saved by [`Self::save`] for `backbone`.
     ///
     /// # Errors
-    /// [`TemporalError::Read`] for a missing, corrupt or mismatched file.
+    /// [`TemporalError::Supernet`] for a missing, corrupt or mismatched file (named), a
+    /// [`TemporalError::BackboneMismatch`] never: modules of another backbone have other
+    /// shapes and are refused as mismatched.
     pub fn load(path: &Path, backbone: &BackboneConfig, device: &Device) -> Result<Self> {
-        let read = |reason: String| TemporalError::Read {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(config_path(path))
-            .map_err(|error| read(format!("temporal config: {error}")))?;
-        let config =
-            parse_config(&text).map_err(|error| read(format!("temporal config: {error}")))?;
-        if !path.is_file() {
-            return Err(read("no such file".to_string()));
-        }
+        let config = load_config(path, parse_config)?;
         let mut model = config.init(backbone, device);
-        let mut store = BurnpackStore::from_file(path)
-            .auto_extension(false)
-            .validate(true);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|error| read(format!("not temporal weights of this model: {error:?}")))?;
-        if !result.errors.is_empty() || !result.missing.is_empty() {
-            return Err(read(format!(
-                "not temporal weights of this backbone: {} missing, {} mismatched tensors",
-                result.missing.len(),
-                result.errors.len()
-            )));
-        }
+        load_module(&mut model, path)?;
         Ok(model)
     }
 }

@@ -81,9 +81,9 @@ pub fn save_checkpoint_with(
     let optim_path = tmp_dir.join("optim.bpk");
     optim
         .save(&optim_path)
-        .map_err(|error| TrainError::OptimizerRecord {
+        .map_err(|source| TrainError::OptimizerRecord {
             path: optim_path.clone(),
-            reason: format!("{error:?}"),
+            source,
         })?;
     let text = serde_json::to_string_pretty(state).expect("a train state always serialises");
     write_atomic(&tmp_dir.join("state.json"), text.as_bytes())?;
@@ -148,8 +148,5 @@ pub fn load_optimizer(checkpoint: &Path, optim: ModuleOptimizer) -> Result<Modul
     let path = checkpoint.join("optim.bpk");
     optim
         .load(&path)
-        .map_err(|error| TrainError::OptimizerRecord {
-            path,
-            reason: format!("{error:?}"),
-        })
+        .map_err(|source| TrainError::OptimizerRecord { path, source })
 }

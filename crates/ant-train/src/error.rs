@@ -72,12 +72,13 @@ pub enum TrainError {
         reason: String,
     },
     /// The optimiser state could not be saved or loaded.
-    #[error("optimizer state {path}: {reason}")]
+    #[error("optimizer state {path}")]
     OptimizerRecord {
         /// The file.
         path: PathBuf,
         /// Burn's record error.
-        reason: String,
+        #[source]
+        source: burn::store::RecordError,
     },
     /// A checkpoint exists but does not belong to this run (other config or stage).
     #[error("cannot resume from {path}: {reason}")]
