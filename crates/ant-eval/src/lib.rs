@@ -51,6 +51,55 @@
 //! splits; the search holds out `val_sequences` training sequences, evenly spaced in name
 //! order. They were seen in training (the run trained on every training sequence), so their
 //! AP is optimistic, but the search never looks at the test split.
+//!
+//! `README.md` lists the entry points and what the neighbouring crates do;
+//! `cargo run --release -p ant-eval --example evaluate_run [-- RUN_DIR]` evaluates every method
+//! on a run (by default an untrained one on a tiny synthetic set) with small sweeps.
+//!
+//! ```
+//! use ant_eval::{LatencyKey, LatencyTable, median, pareto_front, sample_archs};
+//! use ant_supernet::{EfficientDetConfig, SubnetArch};
+//!
+//! // The search samples subnets of the supernet (each of its six elastic stages holds the
+//! // expansion ratios 1 to 6): the largest and the smallest first, then seeded random ones.
+//! let available = vec![(1..=6).collect::<Vec<usize>>(); 6];
+//! let archs = sample_archs(3, 0, &available);
+//! assert_eq!(archs.len(), 3);
+//! assert_eq!((archs[0], archs[1]), (SubnetArch::LARGEST, SubnetArch::SMALLEST));
+//!
+//! // (validation AP, ms per frame) of four subnets: the front by ascending latency leaves
+//! // out the one that is both slower and less accurate than another.
+//! let points = [(0.42, 7.0), (0.30, 2.5), (0.28, 4.0), (0.38, 4.5)];
+//! assert_eq!(pareto_front(&points), [1, 3, 0]);
+//!
+//! // Latencies are medians, which a single slow frame does not move.
+//! assert_eq!(median(&[5.0, 4.0, 30.0]), Some(5.0));
+//!
+//! // A subnet's latency is measured once per machine setup and then read from the table.
+//! let config = EfficientDetConfig::tiny(4).with_image_size(128);
+//! let key = LatencyKey::new(SubnetArch::SMALLEST, &config, 1, "flex");
+//! let mut table = LatencyTable::default();
+//! assert_eq!(table.get_or_measure(&key, 5, || Ok(2.5))?, (2.5, false));
+//! let again = table.get_or_measure(&key, 5, || unreachable!("the table holds it"))?;
+//! assert_eq!(again, (2.5, true));
+//! # Ok::<(), ant_eval::EvalError>(())
+//! ```
+//!
+//! Table 1 on a run of `cargo xtask train`, with a shorter adaptive sweep:
+//!
+//! ```
+//! use ant_eval::{EvalOptions, evaluate_run, markdown_table};
+//! use burn::tensor::Device;
+//!
+//! fn table(run_dir: &std::path::Path) -> ant_eval::Result<()> {
+//!     let mut options = EvalOptions::new(run_dir, Device::flex());
+//!     options.thresholds = vec![0.05, 0.08];
+//!     let evaluation = evaluate_run(&options)?;
+//!     print!("{}", markdown_table(&evaluation));
+//!     println!("outputs in {}", options.out_dir().display());
+//!     Ok(())
+//! }
+//! ```
 
 #![warn(missing_docs)]
 
