@@ -9,6 +9,7 @@
 //! `--threads N` builds Burn flex's thread pool (rayon's global pool: flex's matrix products
 //! and our kernels run on it) before any tensor work.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use ant_detrac::Split;
@@ -116,6 +117,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 tracing_subscriber::EnvFilter::new(if args.quiet { "warn" } else { "info" })
             }),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");

@@ -21,9 +21,9 @@
 //! `--on-bad-frame skip` is reported, written as a `skipped` line and counted.
 
 use std::fs::File;
+use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use ant_detrac::classes::VehicleClass;
 use ant_detrac::draw::{class_color, draw_box};
@@ -34,6 +34,7 @@ use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, FrameResult, Mod
 use anyhow::Context;
 use clap::Args;
 use image::{Rgb, RgbImage};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::device::DeviceChoice;
@@ -235,17 +236,17 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
 
     let mut summary = Summary::default();
     let mut size = None;
-    let started = Instant::now();
     let limit = args.limit.unwrap_or(usize::MAX);
+    let bar = FrameProgress::new(total);
     for item in source.by_ref().take(limit) {
         let frame = match item? {
             SourceItem::Frame(frame) => frame,
             SourceItem::Bad(bad) if args.on_bad_frame == OnBadFrame::Skip => {
                 let reason = format!("{:#}", anyhow::Error::new(bad.error));
-                eprintln!(
-                    "\ninfer: skipping frame {} ({}): {reason}",
+                bar.println(&format!(
+                    "infer: skipping frame {} ({}): {reason}",
                     bad.index, bad.name
-                );
+                ));
                 let line = json!({"frame": bad.name, "index": bad.index, "skipped": true, "error": reason});
                 writeln!(out, "{line}")
                     .with_context(|| format!("writing {}", args.out.display()))?;
@@ -253,7 +254,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                 continue;
             }
             SourceItem::Bad(bad) => {
-                eprintln!();
+                bar.finish();
                 return Err(anyhow::Error::new(bad.error).context(format!(
                     "frame {} of {} does not decode (pass --on-bad-frame skip to go on \
                      without it)",
@@ -314,11 +315,11 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", target.display()))?;
         }
         summary.add(&result, frame.decode_ms);
-        progress(summary.frames(), total, started, &result);
+        bar.frame(summary.frames(), &result);
     }
     out.flush()
         .with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!();
+    bar.finish();
     anyhow::ensure!(
         summary.frames() + summary.skipped.len() > 0,
         "no frame of {} was processed",
@@ -338,28 +339,60 @@ fn drawing_name(name: &str) -> String {
     }
 }
 
-fn progress(done: usize, total: Option<usize>, started: Instant, result: &FrameResult) {
-    const WIDTH: usize = 30;
-    let elapsed = started.elapsed().as_secs_f64();
-    let position = match total {
-        Some(total) => {
-            let filled = (done * WIDTH / total.max(1)).min(WIDTH);
-            let eta = elapsed / done as f64 * total.saturating_sub(done) as f64;
-            format!(
-                "[{}{}] {done}/{total} eta {eta:.0}s",
-                "=".repeat(filled),
-                " ".repeat(WIDTH - filled)
-            )
+/// The stream's progress: a bar with the rate and ETA (a spinner for a stream of unknown
+/// length) on a terminal, a plain line every 100 frames otherwise.
+struct FrameProgress {
+    bar: ProgressBar,
+    terminal: bool,
+}
+
+impl FrameProgress {
+    fn new(total: Option<usize>) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = match (terminal, total) {
+            (false, _) => ProgressBar::hidden(),
+            (true, Some(total)) => ProgressBar::new(total as u64).with_style(
+                ProgressStyle::with_template(
+                    "[{bar:30}] {pos}/{len} {per_sec} eta {eta_precise} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            ),
+            (true, None) => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {pos} frames {per_sec} {msg}")
+                    .expect("a valid template"),
+            ),
+        };
+        Self { bar, terminal }
+    }
+
+    fn frame(&self, done: usize, result: &FrameResult) {
+        self.bar.inc(1);
+        let message = format!(
+            "{} {} {:.2} GMAC {:.0} ms",
+            if result.key { "key    " } else { "non-key" },
+            result.arch,
+            result.gmac,
+            result.latency_ms,
+        );
+        if self.terminal {
+            self.bar.set_message(message);
+        } else if done.is_multiple_of(100) {
+            eprintln!("infer: {done} frames; last {message}");
         }
-        None => format!("{done} frames in {elapsed:.0}s"),
-    };
-    eprint!(
-        "\r{position} {} {} {:.2} GMAC {:.0} ms   ",
-        if result.key { "key    " } else { "non-key" },
-        result.arch,
-        result.gmac,
-        result.latency_ms,
-    );
+    }
+
+    fn println(&self, line: &str) {
+        if self.terminal {
+            self.bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
 }
 
 /// The median of `values` (0 when empty).

@@ -9,10 +9,11 @@
 //! directory per stage with `steps.csv`, `loss.svg` and the last two epoch checkpoints, and
 //! `summary.json`. `--resume --run-dir DIR` continues a killed run from its newest checkpoints.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use ant_eval::summarize;
-use ant_train::{RunOptions, TrainConfig, run_pipeline};
+use ant_train::{Progress, RunOptions, TrainConfig, run_pipeline};
 use anyhow::Context;
 use clap::Args;
 
@@ -94,12 +95,20 @@ fn newest_run(name: &str) -> Option<PathBuf> {
 
 /// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    // Bars with ETAs on a terminal, plain lines in a log; log lines print above the bars.
+    let progress = if args.quiet {
+        Progress::quiet()
+    } else {
+        Progress::stderr()
+    };
+    let writer = progress.clone();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || writer.writer())
         .try_init();
     let mut config = TrainConfig::load(&args.config, &args.overrides)
         .with_context(|| format!("loading {}", args.config.display()))?;
@@ -140,7 +149,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         device,
         replica_devices,
         resume: args.resume,
-        progress: !args.quiet,
+        progress,
         stop_after_epochs: None,
     };
     tracing::info!(run_dir = %run_dir.display(), config = %args.config.display(), "train");

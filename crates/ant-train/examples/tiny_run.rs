@@ -108,7 +108,7 @@ fn run(out_dir: &Path) -> Result<(), Box<dyn Error>> {
     );
 
     let options = RunOptions {
-        progress: true,
+        progress: ant_train::Progress::stderr(),
         ..RunOptions::new(&run_dir, Device::flex())
     };
     let trained = run_pipeline(&config, &options)?;

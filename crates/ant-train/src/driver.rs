@@ -11,7 +11,7 @@
 //!   model replica each ([`data_parallel_step`]), gradients summed;
 //! - **the guard**: a non-finite loss stops the run naming the last good checkpoint;
 //! - **records** (`steps.csv`, `metrics.jsonl`, `loss.svg`), the progress line, and an atomic
-//!   checkpoint after every epoch (the last two kept).
+//!   checkpoint after every epoch (the last two kept); the stage's bar ([`crate::progress`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -246,6 +246,11 @@ impl<'a, M: Module> StageLoop<'a, M> {
             .stop_after_epochs
             .map_or(settings.epochs, |n| settings.epochs.min(first_epoch + n));
         let batch_size = settings.batch_size;
+        let progress = options.progress.stage(
+            spec.name,
+            (steps * settings.epochs) as u64,
+            self.state.global_step as u64,
+        );
         for epoch in first_epoch..last_epoch {
             data.set_epoch(epoch as u64);
             let order = epoch_order(data.len(), spec.order.0, spec.order.1, epoch);
@@ -316,24 +321,18 @@ impl<'a, M: Module> StageLoop<'a, M> {
                     distill: parts.distill,
                     lr,
                 })?;
-                if options.progress {
+                progress.step(|| {
                     let images = (batch_index + 1) * batch_size * spec.images_per_item;
-                    print_progress(&format!(
-                        "[{}] epoch {}/{} step {}/{} loss {:.4}{} lr {:.5} {:.2} img/s",
-                        spec.name,
+                    format!(
+                        "epoch {}/{} loss {:.4}{} lr {:.5} {:.2} img/s",
                         epoch + 1,
                         settings.epochs,
-                        batch_index + 1,
-                        steps,
                         parts.loss,
                         describe(step, &parts),
                         lr,
                         images as f64 / started.elapsed().as_secs_f64()
-                    ));
-                }
-            }
-            if options.progress {
-                eprintln!();
+                    )
+                });
             }
             let seconds = started.elapsed().as_secs_f64();
             let record = EpochRecord {
@@ -383,11 +382,4 @@ impl<'a, M: Module> StageLoop<'a, M> {
             epochs,
         })
     }
-}
-
-fn print_progress(line: &str) {
-    use std::io::Write as _;
-    let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "\r{line:<100}");
-    let _ = stderr.flush();
 }

@@ -63,7 +63,7 @@
 //!     resume: true,
 //!     ..RunOptions::new("runs/tiny", Device::flex())
 //! };
-//! assert!(options.replica_devices.is_empty() && !options.progress);
+//! assert!(options.replica_devices.is_empty() && options.progress.is_quiet());
 //! # Ok::<(), ant_train::TrainError>(())
 //! ```
 //!
@@ -93,10 +93,12 @@ pub mod metrics;
 pub mod norms;
 pub mod parallel;
 pub mod pipeline;
+pub mod progress;
 pub mod schedule;
 pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use pipeline::{PipelineOutcome, TrainedJoint, run_pipeline, write_untrained_run};
+pub use progress::Progress;
 pub use trainer::{ModelInit, RunOptions, Stage, StageOutcome, TrainData, train_stage};

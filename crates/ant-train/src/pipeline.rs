@@ -11,6 +11,7 @@ use ant_detrac::{
 };
 use ant_supernet::EfficientDet;
 use ant_temporal::AntModel;
+use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::TrainConfig;
@@ -18,7 +19,8 @@ use crate::error::{Result, TrainError};
 use crate::joint::{JOINT_STAGE, NON_TEMPORAL_STAGE, calibration_clips, train_joint_into};
 use crate::norms::recalibrate_supernet;
 use crate::trainer::{
-    ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model, train_stage,
+    ModelInit, RunOptions, Stage, TrainData, calibration_batches, checkpoint_model,
+    steps_per_epoch, train_stage,
 };
 
 /// One trained stage-2 variant.
@@ -230,6 +232,35 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         config.seed,
         &options.device,
     )?;
+    // The job's length for its progress bar: every step of every stage it trains, and the
+    // joint stage's clips once (they index the training sequences, decoding nothing).
+    let clips = if config.joint.stage.enabled {
+        Some(training_clips(config, &train_sequences)?)
+    } else {
+        None
+    };
+    let joint_variants =
+        1 + usize::from(config.joint.non_temporal_baseline && !config.joint.non_temporal);
+    let stage_steps = |len: usize, stage: &crate::config::StageSettings, enabled: bool| {
+        if enabled {
+            (steps_per_epoch(len, stage) * stage.epochs) as u64
+        } else {
+            0
+        }
+    };
+    let job_steps = stage_steps(
+        data.dataset.len(),
+        &config.standalone,
+        config.standalone.enabled,
+    ) + stage_steps(
+        data.dataset.len(),
+        &config.supernet.stage,
+        config.supernet.stage.enabled,
+    ) + joint_variants as u64
+        * clips.as_ref().map_or(0, |clips| {
+            stage_steps(clips.len(), &config.joint.stage, true)
+        });
+    options.progress.set_job(job_steps, 0);
     let mut standalone = None;
     let mut supernet = None;
     let mut previous: Option<PathBuf> = None;
@@ -277,7 +308,7 @@ pub fn run_pipeline(config: &TrainConfig, options: &RunOptions) -> Result<Pipeli
         let init = previous.ok_or_else(|| TrainError::InvalidConfig {
             reason: "the joint stage starts from stage 1: enable supernet (or standalone)".into(),
         })?;
-        let clips = training_clips(config, &train_sequences)?;
+        let clips = clips.expect("built above when the joint stage is enabled");
         let mut variants = vec![(JOINT_STAGE, config.clone())];
         if config.joint.non_temporal_baseline && !config.joint.non_temporal {
             let mut baseline = config.clone();

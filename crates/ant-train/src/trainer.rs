@@ -49,6 +49,7 @@ use crate::config::{StageSettings, TrainConfig};
 use crate::driver::{Shard, StageLoop, StageSpec, StepParts};
 use crate::error::{Result, TrainError};
 use crate::metrics::EpochRecord;
+use crate::progress::Progress;
 
 /// A training stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +110,9 @@ pub struct RunOptions {
     pub replica_devices: Vec<Device>,
     /// Continue from the stage's newest checkpoint when there is one.
     pub resume: bool,
-    /// Print a progress line on stderr.
-    pub progress: bool,
+    /// Where progress goes: [`Progress::quiet`] (the default), or [`Progress::stderr`] (bars
+    /// with ETAs on a terminal, plain lines in a log).
+    pub progress: Progress,
     /// Stop after this many epochs of this invocation (tests use it to "kill" a run).
     pub stop_after_epochs: Option<usize>,
 }
@@ -125,7 +127,7 @@ impl RunOptions {
             device,
             replica_devices: Vec::new(),
             resume: false,
-            progress: false,
+            progress: Progress::quiet(),
             stop_after_epochs: None,
         }
     }
