@@ -26,14 +26,14 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use ant_detrac::classes::VehicleClass;
-use ant_detrac::draw::{class_color, draw_box};
+use ant_detrac::draw::{class_color, draw_box, draw_label};
 use ant_detrac::frames::{FrameSource, SourceItem, VideoOptions};
 use ant_supernet::skipconv::SkipKernel;
 use ant_supernet::{EfficientDet, EfficientDetConfig, SubnetArch};
 use ant_temporal::{AntDetector, AntTemporal, AntTemporalConfig, FrameResult, Mode, temporal_path};
 use anyhow::Context;
 use clap::Args;
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -493,67 +493,6 @@ impl Summary {
     }
 }
 
-/// 3x5 bitmaps (rows top to bottom, 3 bits each) of the characters the overlay uses.
-fn glyph(c: char) -> [u8; 5] {
-    match c {
-        '0' | 'O' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' | 'S' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        'K' => [5, 5, 6, 5, 5],
-        'E' => [7, 4, 7, 4, 7],
-        'Y' => [5, 5, 2, 2, 2],
-        'N' => [5, 7, 7, 5, 5],
-        'G' => [7, 4, 5, 5, 7],
-        'M' => [5, 7, 7, 5, 5],
-        'A' => [2, 5, 7, 5, 5],
-        'C' => [7, 4, 4, 4, 7],
-        '-' => [0, 0, 7, 0, 0],
-        ',' => [0, 0, 0, 2, 4],
-        '.' => [0, 0, 0, 0, 2],
-        _ => [0; 5],
-    }
-}
-
-/// Draws `text` at (x, y) with `scale`-pixel dots on a dark box.
-fn draw_text(image: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, color: [u8; 3]) {
-    let advance = 4 * scale;
-    let width = advance * text.chars().count() as u32 + scale;
-    for dy in 0..7 * scale {
-        for dx in 0..width {
-            if x + dx < image.width() && y + dy < image.height() {
-                image.put_pixel(x + dx, y + dy, Rgb([0, 0, 0]));
-            }
-        }
-    }
-    for (index, c) in text.chars().enumerate() {
-        let left = x + scale + index as u32 * advance;
-        for (row, bits) in glyph(c).iter().enumerate() {
-            for column in 0..3 {
-                if bits >> (2 - column) & 1 == 1 {
-                    for py in 0..scale {
-                        for px in 0..scale {
-                            let (ix, iy) = (
-                                left + column * scale + px,
-                                y + scale + row as u32 * scale + py,
-                            );
-                            if ix < image.width() && iy < image.height() {
-                                image.put_pixel(ix, iy, Rgb(color));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The key flag, ratios and GMAC in the top-left corner; key frames get a red border.
 fn annotate(image: &mut RgbImage, result: &FrameResult) {
     let ratios = result.arch.ratios().map(|r| r.to_string()).join(",");
@@ -567,7 +506,7 @@ fn annotate(image: &mut RgbImage, result: &FrameResult) {
     } else {
         [255, 255, 255]
     };
-    draw_text(image, &label, 4, 4, 3, color);
+    draw_label(image, &label, 4, 4, 2, color);
     if result.key {
         let (w, h) = (image.width() as f32, image.height() as f32);
         draw_box(

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ant_supernet::checkpoint::write_atomic;
+use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -191,62 +192,77 @@ pub fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
-/// A self-contained SVG of the loss (and its distillation part) against the step, log scale.
+/// The loss curves of a stage as SVG, drawn by plotters: the total loss and the
+/// distillation part per step, on a log scale.
 pub fn loss_curve_svg(steps: &[StepRecord]) -> String {
-    let (width, height, margin) = (640.0f64, 360.0f64, 50.0f64);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 360)).into_drawing_area();
+        draw_loss_curves(&root, steps).expect("drawing into a string cannot fail");
+        root.present().expect("drawing into a string cannot fail");
+    }
+    svg
+}
+
+fn draw_loss_curves(
+    root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    steps: &[StepRecord],
+) -> std::result::Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    root.fill(&WHITE)?;
+    let positive = |v: f32| v > 0.0 && v.is_finite();
     let values: Vec<f64> = steps
         .iter()
-        .flat_map(|s| [f64::from(s.loss), f64::from(s.distill)])
-        .filter(|v| *v > 0.0 && v.is_finite())
+        .flat_map(|s| [s.loss, s.distill])
+        .filter(|v| positive(*v))
+        .map(f64::from)
         .collect();
-    if steps.is_empty() || values.is_empty() {
-        svg.push_str("</svg>\n");
-        return svg;
+    if values.is_empty() {
+        return Ok(());
     }
-    let low = values.iter().copied().fold(f64::INFINITY, f64::min).log10();
-    let high = values
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max)
-        .log10();
-    let span = (high - low).max(1e-6);
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let first = steps[0].step as f64;
     let last = (steps[steps.len() - 1].step as f64).max(first + 1.0);
-    let x_of =
-        |step: usize| margin + (step as f64 - first) / (last - first) * (width - 2.0 * margin);
-    let y_of = |v: f64| height - margin - (v.log10() - low) / span * (height - 2.0 * margin);
-    for (color, pick) in [
-        (
-            "steelblue",
-            (|s: &StepRecord| s.loss) as fn(&StepRecord) -> f32,
-        ),
-        ("darkorange", |s: &StepRecord| s.distill),
-    ] {
-        let points: Vec<String> = steps
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{}: loss per step", steps[0].stage),
+            ("sans-serif", 14),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(first..last, (low * 0.9..high * 1.1).log_scale())?;
+    chart
+        .configure_mesh()
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .x_desc("step")
+        .y_desc("loss (log scale)")
+        .draw()?;
+    type Pick = fn(&StepRecord) -> f32;
+    let curves: [(&str, RGBColor, Pick); 2] = [
+        ("total", RGBColor(0x46, 0x82, 0xb4), |s| s.loss),
+        ("distillation", RGBColor(0xff, 0x8c, 0x00), |s| s.distill),
+    ];
+    for (label, color, pick) in curves {
+        let points: Vec<(f64, f64)> = steps
             .iter()
-            .filter(|s| pick(s) > 0.0 && pick(s).is_finite())
-            .map(|s| format!("{:.1},{:.1}", x_of(s.step), y_of(f64::from(pick(s)))))
+            .filter(|s| positive(pick(s)))
+            .map(|s| (s.step as f64, f64::from(pick(s))))
             .collect();
-        if !points.is_empty() {
-            svg.push_str(&format!(
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
-                points.join(" ")
-            ));
+        if points.is_empty() {
+            continue;
         }
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    svg.push_str(&format!(
-        "<text x=\"{margin}\" y=\"20\" font-size=\"13\">loss (blue) and distillation \
-         (orange), log scale {:.3}..{:.3}, steps {}..{}</text>\n</svg>\n",
-        10f64.powf(low),
-        10f64.powf(high),
-        first,
-        last
-    ));
-    svg
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
 }
 
 #[cfg(test)]
@@ -305,6 +321,7 @@ mod tests {
     #[test]
     fn should_draw_a_polyline_per_curve() {
         let svg = loss_curve_svg(&[record(0, 2.0), record(1, 1.0)]);
-        assert!(svg.contains("<polyline") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("<polyline") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("#4682B4") && svg.contains("total"));
     }
 }
