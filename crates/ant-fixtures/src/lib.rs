@@ -7,6 +7,7 @@
 //! A test that needs one calls [`shared`]: it gets the path, or, when the file is missing,
 //! `None` with a note on stderr, and skips. Under CI (`CI=true`) a missing file fails the test
 //! instead: a skipped test must never pass for a run that was meant to check it.
+//! `examples/locate.rs` prints which shared sets are present.
 //!
 //! ```
 //! // Outside CI a missing file is a skip, not a failure.

@@ -71,15 +71,15 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod cost;
-pub mod engine;
-pub mod error;
-pub mod fusion;
+mod cost;
+mod engine;
+mod error;
+mod fusion;
 pub mod gate;
 mod model;
 pub mod prepared;
-pub mod temporal;
-pub mod train;
+mod temporal;
+mod train;
 
 pub use cost::TemporalCostTable;
 pub use engine::{AntDetector, FrameForward, FrameResult, Mode, WidthPolicy};
