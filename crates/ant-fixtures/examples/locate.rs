@@ -7,9 +7,15 @@ fn main() {
     println!("shared data directory: {}", dir.display());
     for (set, what) in [
         ("paper/ANT.md", "the paper"),
-        ("data/detrac-sample", "real UA-DETRAC frames with ground truth"),
+        (
+            "data/detrac-sample",
+            "real UA-DETRAC frames with ground truth",
+        ),
         ("data/detrac-clip/clip252", "a real 252-frame clip"),
-        ("fixtures/effdet-d0", "effdet checkpoint and reference outputs"),
+        (
+            "fixtures/effdet-d0",
+            "effdet checkpoint and reference outputs",
+        ),
         ("fixtures/coco-eval", "pycocotools' answers"),
     ] {
         let present = dir.join(set).exists();
