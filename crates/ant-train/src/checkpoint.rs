@@ -30,7 +30,17 @@ pub struct TrainState {
     /// The run's seed (the data order and subnet sampling of epoch `e` derive from it).
     pub seed: u64,
     /// The last epoch's mean loss.
+    /// (NaN before the first epoch, written as JSON `null` and read back as NaN.)
+    #[serde(deserialize_with = "nan_from_null")]
     pub last_loss: f32,
+}
+
+/// serde_json writes a NaN `f32` as `null`: read it back as NaN (the state of a stage
+/// checkpointed before its first epoch).
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(deserializer)?.unwrap_or(f32::NAN))
 }
 
 /// The kill tests' hook: with `ANT_TEST_ABORT_AT=POINT` in the environment the process
@@ -149,4 +159,32 @@ pub fn load_optimizer(checkpoint: &Path, optim: ModuleOptimizer) -> Result<Modul
     optim
         .load(&path)
         .map_err(|source| TrainError::OptimizerRecord { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_read_back_the_state_of_a_stage_checkpointed_before_its_first_epoch() {
+        let state = TrainState {
+            stage: "stage2-joint".into(),
+            epochs_done: 0,
+            global_step: 0,
+            seed: 7,
+            last_loss: f32::NAN,
+        };
+        let text = serde_json::to_string_pretty(&state).unwrap();
+        assert!(text.contains("\"last_loss\": null"), "{text}");
+        let back: TrainState = serde_json::from_str(&text).unwrap();
+        assert!(back.last_loss.is_nan());
+        assert_eq!((back.stage.as_str(), back.seed), ("stage2-joint", 7));
+        let trained = TrainState {
+            last_loss: 0.5,
+            ..state
+        };
+        let back: TrainState =
+            serde_json::from_str(&serde_json::to_string(&trained).unwrap()).unwrap();
+        assert_eq!(back, trained);
+    }
 }
