@@ -1,6 +1,7 @@
 //! `--device` parsing. Burn 0.22 picks the backend from the runtime `Device`: `cpu` is the
 //! pure-Rust `flex` backend (the fastest CPU backend measured here, see docs/performance.md);
-//! `wgpu` and `ndarray` exist when xtask is built with the cargo features of the same name.
+//! `wgpu`, `cuda` and `ndarray` exist when xtask is built with the cargo features of the same
+//! name (`wgpu` and `cuda` with Burn's kernel fusion and autotuning).
 //! The device is always explicit: `Device::default()` would prefer wgpu when compiled in.
 
 use std::str::FromStr;
@@ -15,6 +16,8 @@ pub enum DeviceChoice {
     Cpu,
     /// The GPU through `wgpu` (cargo feature `wgpu`).
     Wgpu,
+    /// An NVIDIA GPU through burn-cuda (cargo feature `cuda`).
+    Cuda,
     /// CPU through the deprecated `ndarray` backend (cargo feature `ndarray`).
     Ndarray,
 }
@@ -26,9 +29,10 @@ impl FromStr for DeviceChoice {
         match text {
             "cpu" | "flex" => Ok(Self::Cpu),
             "wgpu" | "gpu" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda),
             "ndarray" => Ok(Self::Ndarray),
             other => Err(format!(
-                "unknown device {other:?}: expected cpu, wgpu or ndarray"
+                "unknown device {other:?}: expected cpu, wgpu, cuda or ndarray"
             )),
         }
     }
@@ -46,6 +50,13 @@ impl DeviceChoice {
                 "this build has no wgpu backend: run `cargo xtask --features wgpu ...` \
                  (cargo run --release -p xtask --features wgpu -- ...)"
             ),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => Ok(Device::cuda(0)),
+            #[cfg(not(feature = "cuda"))]
+            Self::Cuda => anyhow::bail!(
+                "this build has no cuda backend: run `cargo run --release -p xtask --features \
+                 cuda -- ...` (needs the CUDA toolkit's NVRTC at run time)"
+            ),
             #[cfg(feature = "ndarray")]
             #[allow(deprecated)] // Selectable on purpose: the design card names it.
             Self::Ndarray => Ok(Device::ndarray()),
@@ -57,19 +68,18 @@ impl DeviceChoice {
     }
 }
 
-/// The devices of `count` data-parallel GPUs (`--gpus`): discrete GPUs `0..count` through
-/// wgpu, or the error saying how to build with wgpu.
-pub fn gpu_devices(count: usize) -> anyhow::Result<Vec<Device>> {
-    #[cfg(feature = "wgpu")]
-    {
-        Ok((0..count)
+/// The devices of `count` data-parallel GPUs (`--gpus`) of `choice` (`wgpu`: discrete GPUs
+/// `0..count`; `cuda`: CUDA devices `0..count`), or the error saying how to build.
+pub fn gpu_devices(choice: DeviceChoice, count: usize) -> anyhow::Result<Vec<Device>> {
+    match choice {
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu => Ok((0..count)
             .map(|index| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)))
-            .collect())
-    }
-    #[cfg(not(feature = "wgpu"))]
-    {
-        DeviceChoice::Wgpu
-            .device()
-            .map(|_| vec![Device::flex(); count])
+            .collect()),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda => Ok((0..count).map(Device::cuda).collect()),
+        other => other.device().and_then(|_| {
+            anyhow::bail!("--gpus {count} needs --device wgpu or cuda, not {other:?}")
+        }),
     }
 }

@@ -38,10 +38,11 @@ pub struct TrainArgs {
     /// config's name under `runs/`).
     #[arg(long)]
     pub resume: bool,
-    /// Device: `cpu` (Burn's flex backend) or `wgpu` (build with `--features wgpu`).
+    /// Device: `cpu` (Burn's flex backend), `wgpu` or `cuda` (build with `--features wgpu` or
+    /// `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
-    /// Data-parallel training on this many GPUs (with `--device wgpu`; default 1): discrete
+    /// Data-parallel training on this many GPUs (with `--device wgpu` or `cuda`; default 1):
     /// GPUs 0..N, one replica each (`data_parallel` becomes N); gradients are merged on GPU 0.
     #[arg(long)]
     pub gpus: Option<usize>,
@@ -124,7 +125,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // Replicas are for a CPU's cores: on a GPU two replicas only contend (measured on an H200:
     // 4.8 img/s with two, 10.9 with one), so wgpu runs one replica per GPU.
     let (device, replica_devices) = match (args.device, args.gpus) {
-        (DeviceChoice::Wgpu, gpus) => {
+        (DeviceChoice::Wgpu | DeviceChoice::Cuda, gpus) => {
             let count = gpus.unwrap_or(1);
             if count == 0 {
                 anyhow::bail!("--gpus must be at least 1");
@@ -137,11 +138,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             if count == 1 {
                 (args.device.device()?, Vec::new())
             } else {
-                let gpus = crate::device::gpu_devices(count)?;
+                let gpus = crate::device::gpu_devices(args.device, count)?;
                 (gpus[0].clone(), gpus)
             }
         }
-        (_, Some(_)) => anyhow::bail!("--gpus needs --device wgpu"),
+        (_, Some(_)) => anyhow::bail!("--gpus needs --device wgpu or cuda"),
         (_, None) => (args.device.device()?, Vec::new()),
     };
     let options = RunOptions {

@@ -59,6 +59,16 @@ pub struct JointOutcome {
     pub finished: bool,
 }
 
+/// The temporal modules the joint settings ask for (fusion kind and stages, gate width).
+pub fn temporal_config(settings: &crate::config::JointSettings) -> AntTemporalConfig {
+    AntTemporalConfig::new()
+        .with_gate_hidden(settings.gate_hidden)
+        .with_residual_fusion(settings.residual_fusion)
+        .with_fusion_anchor(settings.anchor())
+        .with_fused_input(settings.fused_input)
+        .with_fusion_stages(settings.temporal_fusion_stages())
+}
+
 /// The Gumbel temperature of step `step` of `total`: exponential from `start` to `end`.
 pub fn temperature_at(start: f32, end: f32, step: usize, total: usize) -> f32 {
     let progress = if total <= 1 {
@@ -244,13 +254,7 @@ pub fn train_joint_into(
         || {
             let detector = EfficientDet::load(init, &device)?;
             device.seed(config.seed ^ 2);
-            let temporal = AntTemporalConfig::new()
-                .with_gate_hidden(settings.gate_hidden)
-                .with_residual_fusion(settings.residual_fusion)
-                .with_fusion_anchor(settings.anchor())
-                .with_fused_input(settings.fused_input)
-                .with_fusion_stages(settings.temporal_fusion_stages())
-                .init(&detector.config.backbone, &device);
+            let temporal = temporal_config(settings).init(&detector.config.backbone, &device);
             Ok(AntModel { detector, temporal })
         },
     )?;
@@ -303,10 +307,13 @@ pub fn train_joint_into(
             target_gmac,
         };
         let batch = batcher.batch(items, device)?;
-        // The gates' Gumbel noise comes from the device's generator (one model) or from the
-        // step's seed (replicas): either way a function of (seed, step), so a resumed joint
-        // run draws what an uninterrupted one does.
-        let noise = at.replica.map(|index| at.seed ^ ((index as u64 + 1) << 52));
+        // The gates' Gumbel noise is drawn on the host from the step's seed (and the replica),
+        // never from the device's generator: a resumed joint run draws what an uninterrupted
+        // one does, and a GPU run draws what a CPU run does.
+        let noise = Some(match at.replica {
+            None => at.seed,
+            Some(index) => at.seed ^ ((index as u64 + 1) << 52),
+        });
         let loss = shard_loss(model, &batch, &context, noise, at.share, device)?;
         let parts = StepParts {
             loss: loss.total.clone().into_scalar::<f32>(),

@@ -358,12 +358,7 @@ pub fn write_untrained_run(run_dir: &Path, config: &TrainConfig, device: &Device
         let model_path = checkpoint_model(&checkpoint);
         model.save(&model_path)?;
         if stage == JOINT_STAGE {
-            let temporal = ant_temporal::AntTemporalConfig::new()
-                .with_gate_hidden(config.joint.gate_hidden)
-                .with_residual_fusion(config.joint.residual_fusion)
-                .with_fusion_anchor(config.joint.anchor())
-                .with_fused_input(config.joint.fused_input)
-                .with_fusion_stages(config.joint.temporal_fusion_stages())
+            let temporal = crate::joint::temporal_config(&config.joint)
                 .init(&detector_config.backbone, device);
             temporal.save(&ant_temporal::temporal_path(&model_path))?;
         }

@@ -1,0 +1,299 @@
+//! The same training on two backends. From one initial checkpoint, one step of each stage
+//! (0: the standalone detector, 1: the supernet with the sandwich rule, 2: fusion + gates with
+//! Gumbel noise) on the reference device and on the other gives the same loss, and every
+//! parameter moves the same way: the step's update (for a first SGD step, the learning rate
+//! times the gradient plus weight decay) agrees within max|diff| / max|ref| <= 1e-4 per tensor.
+//! Every random draw of a step (data order, subnets, drop-path masks, Gumbel noise) is made on
+//! the host, so both backends draw the same.
+//!
+//! With the `wgpu` feature the other device is wgpu (a software Vulkan adapter works at this
+//! tiny shape; the first step compiles its kernels for minutes, and autotuning is off):
+//! `cargo test --release -p ant-train --features wgpu --test backends`. Without it the other
+//! device is a second flex run, which checks the harness and that a step is deterministic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ant_detrac::dataset::FrameDatasetConfig;
+use ant_detrac::{
+    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
+    Split, SynthConfig, load_split, write_dataset,
+};
+use ant_supernet::EfficientDet;
+use ant_temporal::AntModel;
+use ant_train::checkpoint::{TrainState, save_checkpoint_with};
+use ant_train::joint::{JOINT_STAGE, temporal_config, train_joint};
+use ant_train::trainer::optimizer;
+use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
+use burn::store::ModuleSnapshot;
+use burn::store::bridge::to_data;
+use burn::tensor::Device;
+
+const SIZE: usize = 128;
+
+fn other_device() -> Device {
+    #[cfg(feature = "wgpu")]
+    {
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        Device::flex()
+    }
+}
+
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
+}
+
+fn tiny_config(steps: usize) -> TrainConfig {
+    let path = manifest_dir().join("../../configs/default.json");
+    let steps = steps.to_string();
+    let overrides = [
+        format!("model.image_size={SIZE}"),
+        "data_parallel=1".into(),
+        "standalone.epochs=1".into(),
+        "standalone.batch_size=2".into(),
+        format!("standalone.max_steps_per_epoch={steps}"),
+        "standalone.drop_path=0.2".into(),
+        "supernet.epochs=1".into(),
+        "supernet.batch_size=2".into(),
+        format!("supernet.max_steps_per_epoch={steps}"),
+        "supernet.drop_path=0.2".into(),
+        "joint.epochs=1".into(),
+        "joint.batch_size=2".into(),
+        format!("joint.max_steps_per_epoch={steps}"),
+    ];
+    TrainConfig::load(&path, &overrides).unwrap()
+}
+
+/// Every float tensor of a module, by name.
+/// Tensors by name.
+type Tensors = BTreeMap<String, Vec<f32>>;
+
+fn tensors(module: &impl ModuleSnapshot) -> Tensors {
+    module
+        .collect(None, None, false)
+        .iter()
+        .filter_map(|tensor| {
+            let values = to_data(tensor).ok()?.try_to_vec::<f32>().ok()?;
+            Some((tensor.name.clone(), values))
+        })
+        .collect()
+}
+
+/// `max |(after_b - before) - (after_a - before)| / max |after_a - before|` per tensor, the
+/// worst over tensors that moved.
+fn worst_update_gap(before: &Tensors, after_a: &Tensors, after_b: &Tensors) -> (f32, String) {
+    let mut worst = (0.0f32, String::new());
+    let mut moved = 0;
+    for (name, start) in before {
+        let (a, b) = (&after_a[name], &after_b[name]);
+        let reference = a
+            .iter()
+            .zip(start)
+            .map(|(a, s)| (a - s).abs())
+            .fold(0.0, f32::max);
+        if reference == 0.0 {
+            continue;
+        }
+        moved += 1;
+        let gap = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        if gap / reference > worst.0 {
+            worst = (gap / reference, name.clone());
+        }
+    }
+    assert!(
+        moved > 10,
+        "only {moved} tensors moved: the step trained nothing"
+    );
+    worst
+}
+
+fn relative(a: f32, b: f32) -> f32 {
+    (a - b).abs() / a.abs().max(1e-12)
+}
+
+struct Setup {
+    root: PathBuf,
+    config: TrainConfig,
+    data: TrainData,
+    clips: ClipDataset,
+}
+
+fn setup(name: &str, steps: usize) -> Setup {
+    let root = std::env::temp_dir().join(format!("ant-backends-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let synth = SynthConfig {
+        sequences: 2,
+        frames: 9,
+        ..SynthConfig::default()
+    };
+    write_dataset(&synth, &root.join("data")).unwrap();
+    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    let config = tiny_config(steps);
+    let batcher = || DetracBatcher::new(InputTransform::new(SIZE as u32, SIZE as u32));
+    let data = TrainData {
+        dataset: FrameDataset::new(
+            &sequences,
+            FrameDatasetConfig {
+                frame_step: 1,
+                flip_probability: 0.5,
+                seed: config.seed,
+            },
+        )
+        .unwrap(),
+        batcher: batcher(),
+    };
+    let clips = ClipDataset::new(&sequences, ClipDatasetConfig::consecutive(3)).unwrap();
+    // One initial checkpoint, written once and loaded by both backends.
+    let detector = config.model.detector_config().unwrap();
+    EfficientDet::init(&detector, &Device::flex())
+        .save(&root.join("init.bpk"))
+        .unwrap();
+    Setup {
+        root,
+        config,
+        data,
+        clips,
+    }
+}
+
+/// The losses of a stage directory's `steps.csv`.
+fn losses(stage_dir: &Path) -> Vec<f32> {
+    let csv = std::fs::read_to_string(stage_dir.join("steps.csv")).unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(3).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn detector_tensors(model: &Path) -> Tensors {
+    tensors(&EfficientDet::load(model, &Device::flex()).unwrap())
+}
+
+fn ant_tensors(dir: &Path) -> Tensors {
+    tensors(&AntModel::load(dir, &Device::flex()).unwrap())
+}
+
+/// Checks one stage's step on both devices from the same start.
+fn compare(stage: &str, start: &Tensors, runs: [(Vec<f32>, Tensors); 2]) {
+    let [(ref_losses, ref_after), (other_losses, other_after)] = runs;
+    assert_eq!(ref_losses.len(), other_losses.len(), "{stage}");
+    for (a, b) in ref_losses.iter().zip(&other_losses) {
+        assert!(relative(*a, *b) <= 1e-4, "{stage}: loss {a} vs {b}");
+    }
+    let (gap, name) = worst_update_gap(start, &ref_after, &other_after);
+    assert!(
+        gap <= 1e-4,
+        "{stage}: the update of {name} differs by {gap:e}"
+    );
+}
+
+#[test]
+fn should_take_the_same_step_of_every_stage_on_both_backends() {
+    let setup = setup("step", 1);
+    let devices = [Device::flex(), other_device()];
+    let run_dir = |index: usize| setup.root.join(format!("run{index}"));
+    let options = |index: usize| RunOptions::new(run_dir(index), devices[index].clone());
+
+    // Stage 0 from the shared initial checkpoint.
+    let init = setup.root.join("init.bpk");
+    let stage0: Vec<PathBuf> = (0..2)
+        .map(|index| {
+            let outcome = train_stage(
+                &setup.config,
+                Stage::Standalone,
+                &ModelInit::Checkpoint(init.clone()),
+                &setup.data,
+                &options(index),
+            )
+            .unwrap();
+            outcome.checkpoint.join("model.bpk")
+        })
+        .collect();
+    let runs = [0, 1].map(|index| {
+        (
+            losses(&run_dir(index).join(Stage::Standalone.name())),
+            detector_tensors(&stage0[index]),
+        )
+    });
+    assert_eq!(runs[0].0.len(), 1, "one step");
+    compare("stage 0", &detector_tensors(&init), runs);
+
+    // Stage 1 from the reference's stage-0 model, in both runs.
+    let stage1: Vec<PathBuf> = (0..2)
+        .map(|index| {
+            let outcome = train_stage(
+                &setup.config,
+                Stage::Supernet,
+                &ModelInit::Checkpoint(stage0[0].clone()),
+                &setup.data,
+                &options(index),
+            )
+            .unwrap();
+            outcome.checkpoint.join("model.bpk")
+        })
+        .collect();
+    let runs = [0, 1].map(|index| {
+        (
+            losses(&run_dir(index).join(Stage::Supernet.name())),
+            detector_tensors(&stage1[index]),
+        )
+    });
+    compare("stage 1", &detector_tensors(&stage0[0]), runs);
+
+    // Stage 2 from one start: the reference's supernet and temporal modules initialised once,
+    // written as the stage's epoch-0 checkpoint into both runs, which resume from it.
+    let settings = &setup.config.joint;
+    let detector = EfficientDet::load(&stage1[0], &Device::flex()).unwrap();
+    let temporal = temporal_config(settings).init(&detector.config.backbone, &Device::flex());
+    let start = AntModel { detector, temporal };
+    let state = TrainState {
+        stage: JOINT_STAGE.to_string(),
+        epochs_done: 0,
+        global_step: 0,
+        seed: setup.config.seed,
+        last_loss: f32::NAN,
+    };
+    for index in 0..2 {
+        save_checkpoint_with(
+            &run_dir(index).join(JOINT_STAGE),
+            &optimizer(&settings.stage),
+            &state,
+            |dir| Ok(start.save(dir)?),
+        )
+        .unwrap();
+    }
+    let stage2: Vec<PathBuf> = (0..2)
+        .map(|index| {
+            let options = RunOptions {
+                resume: true,
+                ..options(index)
+            };
+            train_joint(
+                &setup.config,
+                &stage1[0],
+                &setup.clips,
+                &setup.data.batcher,
+                &options,
+            )
+            .unwrap()
+            .checkpoint
+        })
+        .collect();
+    let runs = [0, 1].map(|index| {
+        (
+            losses(&run_dir(index).join(JOINT_STAGE)),
+            ant_tensors(&stage2[index]),
+        )
+    });
+    compare("stage 2", &tensors(&start), runs);
+    let _ = std::fs::remove_dir_all(&setup.root);
+}
