@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use ant_detrac::dataset::FrameDatasetConfig;
-use ant_detrac::transform::boxes_to_frame;
 use ant_detrac::{
     DetracBatcher, FrameDataset, InputTransform, LoadedSequence, load_frame, to_coco,
 };
@@ -145,15 +144,11 @@ pub(crate) fn push_frame_detections(
     letterbox: &ant_geom::Letterbox,
     frame_detections: ant_supernet::Detections,
 ) {
-    for item in frame_detections.items {
-        let frame_box = boxes_to_frame(letterbox, &[item.bbox])[0];
-        if frame_box.width() <= 0.0 || frame_box.height() <= 0.0 {
-            continue;
-        }
+    for item in frame_detections.to_frame(letterbox).items {
         detections.push(Detection::from_xyxy(
             image_id,
             item.class as u64 + 1,
-            frame_box,
+            item.bbox,
             item.score,
         ));
     }

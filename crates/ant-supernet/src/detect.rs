@@ -14,8 +14,7 @@
 
 use std::path::Path;
 
-use ant_geom::transform::boxes_to_frame;
-use ant_geom::{BoxXyxy, InputTransform};
+use ant_geom::InputTransform;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
@@ -127,13 +126,6 @@ impl ImageDetector {
                     .unwrap_or_default()
             }
         };
-        let boxes: Vec<BoxXyxy> = detections.items.iter().map(|d| d.bbox).collect();
-        Ok(detections
-            .items
-            .iter()
-            .zip(boxes_to_frame(&letterbox, &boxes))
-            .filter(|(_, bbox)| bbox.x2 > bbox.x1 && bbox.y2 > bbox.y1)
-            .map(|(detection, bbox)| Detection { bbox, ..*detection })
-            .collect())
+        Ok(detections.to_frame(&letterbox).items)
     }
 }

@@ -2,7 +2,8 @@
 //! per-class NMS, the best `max_detections` kept (effdet's `_post_process` and
 //! `generate_detections`, without soft-NMS).
 
-use ant_geom::{BoxXyxy, batched_nms_top};
+use ant_geom::transform::boxes_to_frame;
+use ant_geom::{BoxXyxy, Letterbox, batched_nms_top};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,20 @@ pub struct Detections {
 }
 
 impl Detections {
+    /// The detections of a letterboxed input mapped back into its source frame's pixels
+    /// (clipped to the frame); boxes that vanish in the mapping are dropped.
+    pub fn to_frame(self, letterbox: &Letterbox) -> Self {
+        let boxes: Vec<BoxXyxy> = self.items.iter().map(|d| d.bbox).collect();
+        let items = self
+            .items
+            .into_iter()
+            .zip(boxes_to_frame(letterbox, &boxes))
+            .filter(|(_, bbox)| bbox.width() > 0.0 && bbox.height() > 0.0)
+            .map(|(detection, bbox)| Detection { bbox, ..detection })
+            .collect();
+        Self { items }
+    }
+
     /// Number of detections.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -120,5 +135,46 @@ pub(crate) fn detect_image(
                 class: classes[i],
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_map_detections_to_the_frame_and_drop_those_in_the_padding() {
+        // A 960x540 frame letterboxed into 512x512: scale 512/960, content 512x288.
+        let letterbox = Letterbox::new(960, 540, 512, 512);
+        let detection = |bbox: BoxXyxy, class: usize| Detection {
+            bbox,
+            score: 0.5,
+            class,
+        };
+        let detections = Detections {
+            items: vec![
+                detection(BoxXyxy::new(64.0, 32.0, 128.0, 96.0), 0),
+                // Wholly in the bottom padding: clipped to nothing in the frame.
+                detection(BoxXyxy::new(10.0, 300.0, 50.0, 400.0), 1),
+                // Reaching into the padding: clipped at the frame's bottom edge.
+                detection(BoxXyxy::new(256.0, 256.0, 320.0, 320.0), 2),
+            ],
+        };
+        let mapped = detections.to_frame(&letterbox).items;
+        let near = |a: BoxXyxy, b: BoxXyxy| {
+            [(a.x1, b.x1), (a.y1, b.y1), (a.x2, b.x2), (a.y2, b.y2)]
+                .iter()
+                .all(|(p, q)| (p - q).abs() < 1e-3)
+        };
+        assert_eq!(mapped.len(), 2);
+        assert!(near(
+            mapped[0].bbox,
+            BoxXyxy::new(120.0, 60.0, 240.0, 180.0)
+        ));
+        assert_eq!(mapped[1].class, 2);
+        assert!(near(
+            mapped[1].bbox,
+            BoxXyxy::new(480.0, 480.0, 600.0, 540.0)
+        ));
     }
 }

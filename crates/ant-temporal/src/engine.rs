@@ -16,17 +16,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ant_geom::transform::boxes_to_frame;
-use ant_geom::{BoxXyxy, InputTransform};
+use ant_geom::InputTransform;
 use ant_scheduler::{KeyFramePolicy, KeyFrameScheduler};
 use ant_supernet::arch::{MAX_RATIO, NUM_ELASTIC_STAGES};
 use ant_supernet::backbone::ElasticMbConv;
 use ant_supernet::config::PYRAMID_STAGES;
 use ant_supernet::prepared::{Map, PreparedDetector, PreparedOutputs};
 use ant_supernet::skipconv::{SkipConvDetector, SkipConvOptions, SkipKernel};
-use ant_supernet::{
-    Anchors, Detection, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError,
-};
+use ant_supernet::{Anchors, Detections, EfficientDet, HeadOutputs, SubnetArch, SupernetError};
 use burn::prelude::*;
 use image::RgbImage;
 
@@ -374,15 +371,7 @@ impl AntDetector {
             &self.device,
         );
         let mut result = self.process(frame)?;
-        let boxes: Vec<BoxXyxy> = result.detections.items.iter().map(|d| d.bbox).collect();
-        result.detections.items = result
-            .detections
-            .items
-            .iter()
-            .zip(boxes_to_frame(&letterbox, &boxes))
-            .filter(|(_, bbox)| bbox.x2 > bbox.x1 && bbox.y2 > bbox.y1)
-            .map(|(detection, bbox)| Detection { bbox, ..*detection })
-            .collect();
+        result.detections = result.detections.to_frame(&letterbox);
         Ok(result)
     }
 
