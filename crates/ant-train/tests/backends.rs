@@ -17,16 +17,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ant_detrac::dataset::FrameDatasetConfig;
-use ant_detrac::{
-    ClipDataset, ClipDatasetConfig, DetracBatcher, FrameDataset, InputTransform, ReleaseLayout,
-    Split, SynthConfig, load_split, write_dataset,
-};
+use ant_detrac::{ClipDataset, ReleaseLayout, Split, SynthConfig, load_split, write_dataset};
 use ant_supernet::EfficientDet;
 use ant_temporal::AntModel;
 use ant_train::checkpoint::{TrainState, save_checkpoint_with};
 use ant_train::joint::{JOINT_STAGE, temporal_config, train_joint};
-use ant_train::trainer::optimizer;
+use ant_train::metrics::read_epochs;
+use ant_train::pipeline::{training_clips, training_frames};
+use ant_train::trainer::{checkpoint_model, optimizer};
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
 use burn::store::ModuleSnapshot;
 use burn::store::bridge::to_data;
@@ -51,26 +49,26 @@ fn manifest_dir() -> PathBuf {
         .into()
 }
 
-fn tiny_config(steps: usize) -> TrainConfig {
+/// The default config at 128 px, one replica, one step of batch 2 per stage.
+fn tiny_config() -> TrainConfig {
     let path = manifest_dir().join("../../configs/default.json");
-    let steps = steps.to_string();
     let overrides = [
         format!("model.image_size={SIZE}"),
         "data_parallel=1".into(),
         "standalone.epochs=1".into(),
         "standalone.batch_size=2".into(),
-        format!("standalone.max_steps_per_epoch={steps}"),
+        "standalone.max_steps_per_epoch=1".into(),
         format!(
             "standalone.drop_path={}",
             std::env::var("ANT_BACKENDS_DROP_PATH").unwrap_or("0.2".into())
         ),
         "supernet.epochs=1".into(),
         "supernet.batch_size=2".into(),
-        format!("supernet.max_steps_per_epoch={steps}"),
+        "supernet.max_steps_per_epoch=1".into(),
         "supernet.drop_path=0.2".into(),
         "joint.epochs=1".into(),
         "joint.batch_size=2".into(),
-        format!("joint.max_steps_per_epoch={steps}"),
+        "joint.max_steps_per_epoch=1".into(),
     ];
     TrainConfig::load(&path, &overrides).unwrap()
 }
@@ -151,7 +149,7 @@ struct Setup {
     clips: ClipDataset,
 }
 
-fn setup(name: &str, steps: usize) -> Setup {
+fn setup(name: &str) -> Setup {
     let root = std::env::temp_dir().join(format!("ant-backends-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let synth = SynthConfig {
@@ -161,21 +159,9 @@ fn setup(name: &str, steps: usize) -> Setup {
     };
     write_dataset(&synth, &root.join("data")).unwrap();
     let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
-    let config = tiny_config(steps);
-    let batcher = || DetracBatcher::new(InputTransform::new(SIZE as u32, SIZE as u32));
-    let data = TrainData {
-        dataset: FrameDataset::new(
-            &sequences,
-            FrameDatasetConfig {
-                frame_step: 1,
-                flip_probability: 0.5,
-                seed: config.seed,
-            },
-        )
-        .unwrap(),
-        batcher: batcher(),
-    };
-    let clips = ClipDataset::new(&sequences, ClipDatasetConfig::consecutive(3)).unwrap();
+    let config = tiny_config();
+    let data = training_frames(&config, &sequences).unwrap();
+    let clips = training_clips(&config, &sequences).unwrap();
     // One initial checkpoint, written once and loaded by both backends.
     let detector = config.model.detector_config().unwrap();
     EfficientDet::init(&detector, &Device::flex())
@@ -189,12 +175,13 @@ fn setup(name: &str, steps: usize) -> Setup {
     }
 }
 
-/// The losses of a stage directory's `steps.csv`.
-fn losses(stage_dir: &Path) -> Vec<f32> {
-    let csv = std::fs::read_to_string(stage_dir.join("steps.csv")).unwrap();
-    csv.lines()
-        .skip(1)
-        .map(|line| line.split(',').nth(3).unwrap().parse().unwrap())
+/// The mean losses of `stage`'s epochs in `run_dir` (each epoch is one step here).
+fn losses(run_dir: &Path, stage: &str) -> Vec<f32> {
+    read_epochs(&run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|epoch| epoch.stage == stage)
+        .map(|epoch| epoch.loss)
         .collect()
 }
 
@@ -222,56 +209,34 @@ fn compare(stage: &str, start: &Tensors, runs: [(Vec<f32>, Tensors); 2]) {
 
 #[test]
 fn should_take_the_same_step_of_every_stage_on_both_backends() {
-    let setup = setup("step", 1);
+    let setup = setup("step");
     let devices = [Device::flex(), other_device()];
     let run_dir = |index: usize| setup.root.join(format!("run{index}"));
     let options = |index: usize| RunOptions::new(run_dir(index), devices[index].clone());
+    // One stage's step on both devices from `init`; the models they end with.
+    let both = |stage: Stage, init: &Path| -> [PathBuf; 2] {
+        [0, 1].map(|index| {
+            let init = ModelInit::Checkpoint(init.to_path_buf());
+            let outcome =
+                train_stage(&setup.config, stage, &init, &setup.data, &options(index)).unwrap();
+            checkpoint_model(&outcome.checkpoint)
+        })
+    };
+    let runs = |stage: &str, models: &[PathBuf; 2], tensors: &dyn Fn(&Path) -> Tensors| {
+        [0, 1].map(|index| (losses(&run_dir(index), stage), tensors(&models[index])))
+    };
 
     // Stage 0 from the shared initial checkpoint.
     let init = setup.root.join("init.bpk");
-    let stage0: Vec<PathBuf> = (0..2)
-        .map(|index| {
-            let outcome = train_stage(
-                &setup.config,
-                Stage::Standalone,
-                &ModelInit::Checkpoint(init.clone()),
-                &setup.data,
-                &options(index),
-            )
-            .unwrap();
-            outcome.checkpoint.join("model.bpk")
-        })
-        .collect();
-    let runs = [0, 1].map(|index| {
-        (
-            losses(&run_dir(index).join(Stage::Standalone.name())),
-            detector_tensors(&stage0[index]),
-        )
-    });
-    assert_eq!(runs[0].0.len(), 1, "one step");
-    compare("stage 0", &detector_tensors(&init), runs);
+    let stage0 = both(Stage::Standalone, &init);
+    let stage0_runs = runs(Stage::Standalone.name(), &stage0, &detector_tensors);
+    assert_eq!(stage0_runs[0].0.len(), 1, "one step");
+    compare("stage 0", &detector_tensors(&init), stage0_runs);
 
     // Stage 1 from the reference's stage-0 model, in both runs.
-    let stage1: Vec<PathBuf> = (0..2)
-        .map(|index| {
-            let outcome = train_stage(
-                &setup.config,
-                Stage::Supernet,
-                &ModelInit::Checkpoint(stage0[0].clone()),
-                &setup.data,
-                &options(index),
-            )
-            .unwrap();
-            outcome.checkpoint.join("model.bpk")
-        })
-        .collect();
-    let runs = [0, 1].map(|index| {
-        (
-            losses(&run_dir(index).join(Stage::Supernet.name())),
-            detector_tensors(&stage1[index]),
-        )
-    });
-    compare("stage 1", &detector_tensors(&stage0[0]), runs);
+    let stage1 = both(Stage::Supernet, &stage0[0]);
+    let stage1_runs = runs(Stage::Supernet.name(), &stage1, &detector_tensors);
+    compare("stage 1", &detector_tensors(&stage0[0]), stage1_runs);
 
     // Stage 2 from one start: the reference's supernet and temporal modules initialised once,
     // written as the stage's epoch-0 checkpoint into both runs, which resume from it.
@@ -295,29 +260,22 @@ fn should_take_the_same_step_of_every_stage_on_both_backends() {
         )
         .unwrap();
     }
-    let stage2: Vec<PathBuf> = (0..2)
-        .map(|index| {
-            let options = RunOptions {
-                resume: true,
-                ..options(index)
-            };
-            train_joint(
-                &setup.config,
-                &stage1[0],
-                &setup.clips,
-                &setup.data.batcher,
-                &options,
-            )
-            .unwrap()
-            .checkpoint
-        })
-        .collect();
-    let runs = [0, 1].map(|index| {
-        (
-            losses(&run_dir(index).join(JOINT_STAGE)),
-            ant_tensors(&stage2[index]),
+    let stage2 = [0, 1].map(|index| {
+        let options = RunOptions {
+            resume: true,
+            ..options(index)
+        };
+        train_joint(
+            &setup.config,
+            &stage1[0],
+            &setup.clips,
+            &setup.data.batcher,
+            &options,
         )
+        .unwrap()
+        .checkpoint
     });
-    compare("stage 2", &tensors(&start), runs);
+    let stage2_runs = runs(JOINT_STAGE, &stage2, &ant_tensors);
+    compare("stage 2", &tensors(&start), stage2_runs);
     let _ = std::fs::remove_dir_all(&setup.root);
 }
