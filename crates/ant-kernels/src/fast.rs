@@ -174,14 +174,15 @@ fn affine_act_planes(
     }
 }
 
-/// Batch norm, then swish when `activate`: one pass at inference, Burn's ops in training.
+/// Batch norm, then swish when `activate`: one pass at inference, [`crate::norm::batch_norm`]
+/// and [`crate::act::swish_train`] in training.
 ///
 /// # Shapes
 /// `[batch, channels, h, w]` -> same.
 pub fn norm_act(bn: &BatchNorm, x: Tensor<4>, activate: bool) -> Tensor<4> {
     let device = x.device();
     if device.is_autodiff() {
-        let y = bn.forward(x);
+        let y = crate::norm::batch_norm(bn, x);
         return if activate {
             crate::act::swish_train(y)
         } else {

@@ -10,7 +10,9 @@
 //!   direct stem, max pooling) and [`matmul`] (the 1x1 convolutions' product with its
 //!   epilogue), compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time.
 //! - Training on Burn's `flex` backend, as custom autodiff ops with their own backward:
-//!   [`dwconv`] (depthwise convolution), [`act`] (swish and sigmoid); and [`conv`], the
+//!   [`dwconv`] (depthwise convolution), [`act`] (swish and sigmoid), [`norm`] (batch norm
+//!   with batch statistics accumulated in `f64`, which Burn's `f32` reductions round visibly);
+//!   and [`conv`], the
 //!   TensorFlow "same" convolutions and pooling, with 1x1 convolutions as matrix products.
 //!
 //! Every kernel falls back to Burn's ops where it does not apply (autodiff for the inference
@@ -53,3 +55,4 @@ pub mod conv;
 pub mod dwconv;
 pub mod fast;
 pub mod matmul;
+pub mod norm;
