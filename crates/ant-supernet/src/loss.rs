@@ -142,6 +142,26 @@ pub fn concat_levels(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
     Tensor::cat(parts, 1)
 }
 
+/// The sum of every element, in two stages of about `sqrt(n)` terms each (rows, then the row
+/// sums): a loss sums a few hundred thousand terms, and one `f32` reduction of that length
+/// rounds by up to 1e-3 of the total, differently on each backend. The gradient is the same as
+/// a plain sum's.
+pub fn staged_sum<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    let count = x.shape().num_elements();
+    let mut columns = (count as f64).sqrt() as usize;
+    while columns > 1 && !count.is_multiple_of(columns) {
+        columns -= 1;
+    }
+    let columns = columns.max(1);
+    x.reshape([count / columns, columns]).sum_dim(1).sum()
+}
+
+/// The mean of every element through [`staged_sum`].
+pub fn staged_mean<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    let count = x.shape().num_elements();
+    staged_sum(x).div_scalar(count as f64)
+}
+
 /// Focal + Huber loss of raw head outputs against per-image targets.
 pub fn detection_loss(
     outputs: &HeadOutputs,
@@ -197,18 +217,14 @@ pub fn detection_loss(
     // BCE with logits, stable: max(x, 0) - x * y + log(1 + exp(-|x|)).
     let bce = logits.clone().clamp_min(0.0) - logits.clone() * onehot
         + logits.abs().neg().exp().add_scalar(1.0).log();
-    let class_loss = (alpha_t * modulating * bce * class_weight)
-        .sum()
-        .div_scalar(normaliser);
+    let class_loss = staged_sum(alpha_t * modulating * bce * class_weight).div_scalar(normaliser);
     // Huber on box codes of positives.
     let difference = (codes - tensor(box_target, 4)).abs();
     let quadratic = difference.clone().clamp_max(config.delta);
     let linear = difference - quadratic.clone();
     let huber =
         quadratic.clone().powf_scalar(2.0).mul_scalar(0.5) + linear.mul_scalar(config.delta);
-    let box_loss = (huber * tensor(box_weight, 4))
-        .sum()
-        .div_scalar(normaliser * 4.0);
+    let box_loss = staged_sum(huber * tensor(box_weight, 4)).div_scalar(normaliser * 4.0);
     DetectionLoss {
         total: class_loss.clone() + box_loss.clone().mul_scalar(config.box_loss_weight),
         class: class_loss,

@@ -20,6 +20,7 @@
 use std::path::Path;
 
 use ant_detrac::{ClipBatch, ClipDataset, ClipRef, DetracBatcher};
+use ant_supernet::loss::staged_mean;
 use ant_supernet::{Anchors, EfficientDet, LossConfig, SubnetArch, detection_loss};
 use ant_temporal::{AntModel, AntTemporalConfig, GateSampling, forward_non_key};
 use burn::data::dataloader::batcher::Batcher;
@@ -158,9 +159,9 @@ fn shard_loss(
                 continue;
             }
             let target = target.clone().detach();
-            let mut term = (fused.clone() - target.clone()).powf_scalar(2.0).mean();
+            let mut term = staged_mean((fused.clone() - target.clone()).powf_scalar(2.0));
             if settings.distill_normalized {
-                term = term / target.powf_scalar(2.0).mean().add_scalar(1e-6);
+                term = term / staged_mean(target.powf_scalar(2.0)).add_scalar(1e-6);
             }
             distill = Some(match distill {
                 Some(sum) => sum + term,

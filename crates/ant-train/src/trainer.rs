@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use ant_detrac::{DetracBatcher, FrameDataset, FrameRef, FrameTargets};
-use ant_supernet::loss::concat_levels;
+use ant_supernet::loss::{concat_levels, staged_sum};
 use ant_supernet::{
     AnchorTargets, Anchors, EfficientDet, HeadOutputs, LossConfig, SubnetArch, detection_loss,
     label_anchors,
@@ -209,8 +209,8 @@ pub fn distillation_loss(
     let quadratic = difference.clone().clamp_max(config.delta);
     let linear = difference - quadratic.clone();
     let huber = quadratic.powf_scalar(2.0).mul_scalar(0.5) + linear.mul_scalar(config.delta);
-    let box_term = (huber * mask).sum().div_scalar(normaliser * 4.0);
-    kl.sum().div_scalar(normaliser) + box_term.mul_scalar(config.box_loss_weight)
+    let box_term = staged_sum(huber * mask).div_scalar(normaliser * 4.0);
+    staged_sum(kl).div_scalar(normaliser) + box_term.mul_scalar(config.box_loss_weight)
 }
 
 /// The subnets a supernet step trains: largest, smallest, then `random` random ones drawn
