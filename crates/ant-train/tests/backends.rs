@@ -363,7 +363,10 @@ fn should_take_the_same_step_of_every_stage_on_both_backends() {
     let temporal = seeded(setup.config.seed ^ 2, |device| {
         temporal_config(settings).init(&detector.config.backbone, device)
     });
-    let model = AntModel { detector, temporal };
+    // Written once and loaded per run: clones of a module share its running statistics
+    // (Burn's `RunningState`), so nudging a clone nudged the other runs' norms too.
+    let start_dir = setup.root.join("stage2-start");
+    AntModel { detector, temporal }.save(&start_dir).unwrap();
     let state = TrainState {
         stage: JOINT_STAGE.to_string(),
         epochs_done: 0,
@@ -372,9 +375,10 @@ fn should_take_the_same_step_of_every_stage_on_both_backends() {
         last_loss: f32::NAN,
     };
     let runs = Run::ALL.map(|run| {
+        let model = AntModel::load(&start_dir, &Device::flex()).unwrap();
         let model = match run {
-            Run::Nudged => model.clone().map(&mut Nudge),
-            _ => model.clone(),
+            Run::Nudged => model.map(&mut Nudge),
+            _ => model,
         };
         save_checkpoint_with(
             &run_dir(run).join(JOINT_STAGE),
