@@ -22,7 +22,7 @@ use burn::backend::{Autodiff, DispatchTensor, Flex, TensorMetadata};
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dwconv::{contiguous_f32, flex_autodiff_strategy};
+use crate::dwconv::{contiguous_f32, flex_autodiff_strategy, flex_primitive};
 use crate::fast::fast_exp;
 
 /// The autodiff float primitive of `Autodiff<Flex, C>` (the same type for every strategy).
@@ -81,9 +81,7 @@ where
     C: CheckpointStrategy,
     DispatchTensor: burn::backend::DispatchKindConversion<Autodiff<Flex, C>>,
 {
-    let x = Tensor::<D>::from_dispatch(x)
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .expect("checked: an autodiff flex float tensor");
+    let x = flex_primitive::<C, D>(x);
     Tensor::from_primitive::<Autodiff<Flex, C>>(activation_autodiff::<C>(x, kind))
 }
 

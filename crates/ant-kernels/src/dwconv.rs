@@ -94,18 +94,26 @@ pub(crate) fn flex_autodiff_strategy(
     }
 }
 
+/// A rank-`D` float tensor that [`flex_autodiff_strategy`] found on `Autodiff<Flex, C>`, as
+/// that backend's primitive (what the custom ops of this crate take).
+pub(crate) fn flex_primitive<C, const D: usize>(tensor: DispatchTensor) -> AdTensor
+where
+    C: CheckpointStrategy,
+    DispatchTensor: burn::backend::DispatchKindConversion<Autodiff<Flex, C>>,
+{
+    Tensor::<D>::from_dispatch(tensor)
+        .try_into_primitive::<Autodiff<Flex, C>>()
+        .expect("checked: an autodiff flex float tensor")
+}
+
 /// Unwraps both tensors for `Autodiff<Flex, C>`, runs the op, wraps the output back.
 fn run_strategy<C>(x: DispatchTensor, weight: DispatchTensor, stride: usize) -> Tensor<4>
 where
     C: CheckpointStrategy,
     DispatchTensor: burn::backend::DispatchKindConversion<Autodiff<Flex, C>>,
 {
-    let x = Tensor::<4>::from_dispatch(x)
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .expect("checked: an autodiff flex float tensor");
-    let weight = Tensor::<4>::from_dispatch(weight)
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .expect("checked: an autodiff flex float tensor");
+    let x = flex_primitive::<C, 4>(x);
+    let weight = flex_primitive::<C, 4>(weight);
     let output = depthwise_autodiff::<C>(x, weight, stride);
     Tensor::from_primitive::<Autodiff<Flex, C>>(output)
 }

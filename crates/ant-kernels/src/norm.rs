@@ -33,7 +33,7 @@ use burn::nn::BatchNorm;
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dwconv::{contiguous_f32, flex_autodiff_strategy};
+use crate::dwconv::{contiguous_f32, flex_autodiff_strategy, flex_primitive};
 
 /// The autodiff float primitive of `Autodiff<Flex, C>` (the same type for every strategy).
 type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
@@ -185,14 +185,8 @@ where
     C: CheckpointStrategy,
     DispatchTensor: burn::backend::DispatchKindConversion<Autodiff<Flex, C>>,
 {
-    let x = Tensor::<4>::from_dispatch(x)
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .expect("checked: an autodiff flex float tensor");
-    let [gamma, beta] = [gamma, beta].map(|t| {
-        Tensor::<1>::from_dispatch(t)
-            .try_into_primitive::<Autodiff<Flex, C>>()
-            .expect("checked: an autodiff flex float tensor")
-    });
+    let x = flex_primitive::<C, 4>(x);
+    let [gamma, beta] = [gamma, beta].map(flex_primitive::<C, 1>);
     let (output, stats) = batch_norm_autodiff::<C>(x, gamma, beta, epsilon);
     (Tensor::from_primitive::<Autodiff<Flex, C>>(output), stats)
 }
