@@ -129,13 +129,17 @@ impl MetricsLog {
 
     /// The step records written so far.
     pub fn read_steps(&self) -> Result<Vec<StepRecord>> {
-        if !self.steps_path.is_file() {
-            return Ok(Vec::new());
-        }
-        let text = std::fs::read_to_string(&self.steps_path)
-            .map_err(|source| TrainError::io(&self.steps_path, source))?;
-        Ok(text.lines().skip(1).filter_map(parse_step_line).collect())
+        read_steps(&self.steps_path)
     }
+}
+
+/// The step records of a stage's `steps.csv` (none when the file does not exist).
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::io(path, source))?;
+    Ok(text.lines().skip(1).filter_map(parse_step_line).collect())
 }
 
 fn step_line(record: &StepRecord) -> String {
