@@ -31,12 +31,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ant_detrac::{ClipDataset, ReleaseLayout, Split, SynthConfig, load_split, write_dataset};
+use ant_detrac::{
+    ClipDataset, LoadedSequence, ReleaseLayout, Split, SynthConfig, load_split, write_dataset,
+};
 use ant_supernet::EfficientDet;
 use ant_temporal::AntModel;
 use ant_train::checkpoint::{TrainState, save_checkpoint_with};
 use ant_train::joint::{JOINT_STAGE, temporal_config, train_joint};
-use ant_train::metrics::read_epochs;
+use ant_train::metrics::{read_epochs, read_steps};
 use ant_train::pipeline::{training_clips, training_frames};
 use ant_train::trainer::{checkpoint_model, optimizer};
 use ant_train::{ModelInit, RunOptions, Stage, TrainConfig, TrainData, train_stage};
@@ -185,6 +187,21 @@ fn relative(a: f32, b: f32) -> f32 {
     (a - b).abs() / a.abs().max(1e-12)
 }
 
+/// A fresh scratch directory for test `name` with a synthetic set of two sequences of
+/// `frames` frames (one of them the training split), and that split.
+fn synthetic_training_split(name: &str, frames: u32) -> (PathBuf, Vec<LoadedSequence>) {
+    let root = std::env::temp_dir().join(format!("ant-backends-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let synth = SynthConfig {
+        sequences: 2,
+        frames,
+        ..SynthConfig::default()
+    };
+    write_dataset(&synth, &root.join("data")).unwrap();
+    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    (root, sequences)
+}
+
 struct Setup {
     root: PathBuf,
     config: TrainConfig,
@@ -193,15 +210,7 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Setup {
-    let root = std::env::temp_dir().join(format!("ant-backends-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let synth = SynthConfig {
-        sequences: 2,
-        frames: 9,
-        ..SynthConfig::default()
-    };
-    write_dataset(&synth, &root.join("data")).unwrap();
-    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    let (root, sequences) = synthetic_training_split(name, 9);
     let config = tiny_config();
     let data = training_frames(&config, &sequences).unwrap();
     let clips = training_clips(&config, &sequences).unwrap();
@@ -475,6 +484,13 @@ fn op_cases() -> Vec<OpCase> {
     use ant_kernels::dwconv::depthwise_conv2d_same;
     use burn::tensor::module::interpolate;
     use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    let nearest = |size: usize| -> Op {
+        Box::new(move |t| {
+            let options =
+                InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([size, size]);
+            interpolate(t[0].clone(), options)
+        })
+    };
     let bias = |t: &Tensor<4>| {
         let n = t.dims().iter().product::<usize>();
         t.clone().reshape([n])
@@ -528,22 +544,12 @@ fn op_cases() -> Vec<OpCase> {
         OpCase {
             name: "nearest upsample 2x",
             shapes: vec![[2, 4, 4, 4]],
-            op: Box::new(|t| {
-                interpolate(
-                    t[0].clone(),
-                    InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([8, 8]),
-                )
-            }),
+            op: nearest(8),
         },
         OpCase {
             name: "nearest upsample 1 -> 2",
             shapes: vec![[2, 4, 1, 1]],
-            op: Box::new(|t| {
-                interpolate(
-                    t[0].clone(),
-                    InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2, 2]),
-                )
-            }),
+            op: nearest(2),
         },
         OpCase {
             name: "spatial mean (squeeze-excite pool)",
@@ -788,10 +794,10 @@ fn should_run_each_part_of_the_training_forward_the_same_on_both_backends() {
 
 /// Every step's loss in a stage's `steps.csv`.
 fn step_losses(stage_dir: &Path) -> Vec<f32> {
-    let text = std::fs::read_to_string(stage_dir.join("steps.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|line| line.split(',').nth(3).unwrap().parse().unwrap())
+    read_steps(&stage_dir.join("steps.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|step| step.loss)
         .collect()
 }
 
@@ -806,15 +812,7 @@ fn step_losses(stage_dir: &Path) -> Vec<f32> {
 /// fifty.
 #[test]
 fn should_train_fifty_steps_alike_on_both_backends() {
-    let root = std::env::temp_dir().join(format!("ant-backends-fifty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let synth = SynthConfig {
-        sequences: 2,
-        frames: 100,
-        ..SynthConfig::default()
-    };
-    write_dataset(&synth, &root.join("data")).unwrap();
-    let sequences = load_split(&ReleaseLayout::new(root.join("data")), Split::Train).unwrap();
+    let (root, sequences) = synthetic_training_split("fifty", 100);
     let path = manifest_dir().join("../../configs/default.json");
     let overrides = [
         "data_parallel=1".to_string(),
