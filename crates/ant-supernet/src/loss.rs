@@ -142,10 +142,12 @@ pub fn concat_levels(outputs: &[Tensor<4>], width: usize) -> Tensor<3> {
     Tensor::cat(parts, 1)
 }
 
-/// The sum of every element, in two stages of about `sqrt(n)` terms each (rows, then the row
-/// sums): a loss sums a few hundred thousand terms, and one `f32` reduction of that length
-/// rounds by up to 1e-3 of the total, differently on each backend. The gradient is the same as
-/// a plain sum's.
+/// The sum of every element in two stages, rows of `c` terms and then the `n / c` row sums,
+/// `c` the largest divisor of `n` not above `sqrt(n)`: a loss sums a few hundred thousand
+/// terms, and one `f32` reduction of that length rounds by up to 1e-3 of the total,
+/// differently on each backend. The losses' counts (anchors x classes, a multiple of 9) have a
+/// divisor near `sqrt(n)`; a prime `n` would fall back to one long row. The gradient is the
+/// same as a plain sum's.
 pub fn staged_sum<const D: usize>(x: Tensor<D>) -> Tensor<1> {
     let count = x.shape().num_elements();
     let mut columns = (count as f64).sqrt() as usize;
