@@ -22,11 +22,8 @@ use burn::backend::{Autodiff, DispatchTensor, Flex, TensorMetadata};
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dwconv::{contiguous_f32, flex_autodiff_strategy, flex_primitive};
+use crate::dwconv::{AdTensor, contiguous_f32, flex_autodiff_strategy, flex_primitive};
 use crate::fast::fast_exp;
-
-/// The autodiff float primitive of `Autodiff<Flex, C>` (the same type for every strategy).
-type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
 /// Elements per parallel task; smaller tensors run on the calling thread.
 const CHUNK: usize = 1 << 14;

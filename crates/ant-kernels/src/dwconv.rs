@@ -30,7 +30,7 @@ use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// The autodiff float primitive of `Autodiff<Flex, C>` (the same type for every strategy).
-type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
+pub(crate) type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
 /// Depthwise convolution with TF "same" padding: exactly
 /// `crate::conv::conv2d_same(x, weight, None, stride, channels)`.
