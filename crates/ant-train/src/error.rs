@@ -57,9 +57,13 @@ pub enum TrainError {
         /// The lock file.
         lock: PathBuf,
     },
-    /// A data-parallel replica's thread panicked.
-    #[error("a data-parallel training thread failed: {message}")]
+    /// A data-parallel replica panicked (a lost remote device panics inside Burn's client).
+    #[error("data-parallel replica {replica} on device {device} failed: {message}")]
     Worker {
+        /// The replica's index (its shard of the batch).
+        replica: usize,
+        /// The replica's device, as Burn prints it.
+        device: String,
         /// The panic message.
         message: String,
     },

@@ -1,5 +1,5 @@
-//! Data-parallel training steps on one machine: a batch split into shards, one replica of the
-//! model per shard, each replica's forward and backward on its own thread.
+//! Data-parallel training steps: a batch split into shards, one replica of the model per
+//! shard, each replica's forward and backward on its own thread.
 //!
 //! Burn's `flex` backend runs a training step on about one core of two (its kernels barely
 //! scale with threads at small batches), so on a laptop-class CPU the second core idles. A
@@ -13,9 +13,11 @@
 //! the summed gradient is that of the batch mean.
 //!
 //! Replica `i` runs on `devices[i % devices.len()]`: the master's own device for the CPU's
-//! cores, or one GPU each (`cargo xtask train --device wgpu --gpus N`), whose gradients are
-//! moved to the master's device before they are summed, which is Burn's multi-device pattern
-//! (fork per device, merge gradients, one optimizer step).
+//! cores, one GPU each (`cargo xtask train --device wgpu --gpus N`), or a device another
+//! machine serves (`cargo xtask train --replica-device ws://...`, a Burn remote device). A
+//! replica off the master's device gets the parameters moved to it every step and its
+//! gradients and statistics moved back before they are summed, which is Burn's multi-device
+//! pattern (fork per device, merge gradients, one optimizer step).
 
 use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::nn::BatchNorm;
@@ -69,7 +71,8 @@ impl ModuleMapper for Replace {
     }
 }
 
-/// Sets a running state to the mean of `values` (in order; on the state's device).
+/// Sets a running state to the mean of `values` (in order; on the state's device: the
+/// replicas' workers already moved them to the master's, so this moves nothing).
 fn set_running(state: &mut RunningState<Tensor<1>>, values: &[Tensor<1>]) {
     let device = state.value().device();
     let mut sum = values[0].clone().to_device(&device);
@@ -80,6 +83,15 @@ fn set_running(state: &mut RunningState<Tensor<1>>, values: &[Tensor<1>]) {
     *state = state.clone().map(&mut replace);
 }
 
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 /// One data-parallel step: `run(index, replica, shard, device)` computes shard `index`'s loss
 /// on its replica (whose autodiff device is `device`: put the shard's tensors there), runs the
 /// backward pass and returns the replica's gradients with whatever numbers the caller wants
@@ -88,8 +100,13 @@ fn set_running(state: &mut RunningState<Tensor<1>>, values: &[Tensor<1>]) {
 /// summed gradients (on `master`) and the per-shard numbers (in shard order); `model`'s
 /// batch-norm running statistics become the average of the replicas'.
 ///
+/// Everything that touches a replica's device (moving the model there, the forward and
+/// backward, moving gradients and statistics back to `master`) runs inside that replica's
+/// panic guard, so a device lost mid-step (a remote server gone, which Burn's client reports
+/// by panicking) fails the step with an error naming it, not the process.
+///
 /// # Errors
-/// The first shard's error (in shard order); a panicking shard becomes
+/// The first shard's error (in shard order); a panicking replica becomes
 /// [`TrainError::Worker`].
 pub fn data_parallel_step<M, S, T, F>(
     model: &mut M,
@@ -111,46 +128,55 @@ where
             devices => devices[index % devices.len()].clone(),
         })
         .collect();
-    let work = |index: usize, mut replica: M, shard: S| {
+    let work = |index: usize, snapshot: M, shard: S| {
         let plain = &placement[index];
-        let (grads, value) = run(index, &mut replica, shard, &plain.clone().autodiff())?;
-        let grads = if plain == master {
-            grads
-        } else {
-            grads.to_device(master, &replica)
-        };
-        let statistics = running_statistics(&mut replica, norms);
-        Ok::<_, TrainError>((grads, value, statistics))
-    };
-    let replicas: Vec<M> = placement
-        .iter()
-        .map(|device| {
-            let replica = model.valid();
-            if device == master {
-                replica.train()
+        let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut replica = if plain == master {
+                snapshot.train()
             } else {
-                replica.to_device(device).train()
+                snapshot.to_device(plain).train()
+            };
+            let (grads, value) = run(index, &mut replica, shard, &plain.clone().autodiff())?;
+            let mut statistics = running_statistics(&mut replica, norms);
+            if plain != master {
+                let grads = grads.to_device(master, &replica);
+                for (mean, var) in &mut statistics {
+                    *mean = mean.clone().to_device(master);
+                    *var = var.clone().to_device(master);
+                }
+                return Ok((grads, value, statistics));
             }
+            Ok::<_, TrainError>((grads, value, statistics))
+        }));
+        guarded.unwrap_or_else(|panic| {
+            Err(TrainError::Worker {
+                replica: index,
+                device: format!("{plain:?}"),
+                message: panic_message(panic.as_ref()),
+            })
         })
-        .collect();
-    let mut jobs = replicas.into_iter().zip(shards).enumerate();
-    let (first_index, (first_replica, first_shard)) = jobs.next().expect("at least one shard");
+    };
+    // Validation snapshots: the replicas share the model's parameters (and ids) but get their
+    // own autodiff graphs and running-state cells once put back into training.
+    let snapshots: Vec<M> = placement.iter().map(|_| model.valid()).collect();
+    let mut jobs = snapshots.into_iter().zip(shards).enumerate();
+    let (first_index, (first_snapshot, first_shard)) = jobs.next().expect("at least one shard");
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
-            .map(|(index, (replica, shard))| {
+            .map(|(index, (snapshot, shard))| {
                 let work = &work;
-                scope.spawn(move || work(index, replica, shard))
+                scope.spawn(move || work(index, snapshot, shard))
             })
             .collect();
-        let mut results = vec![work(first_index, first_replica, first_shard)];
-        for handle in handles {
+        let mut results = vec![work(first_index, first_snapshot, first_shard)];
+        for (handle, device) in handles.into_iter().zip(&placement[1..]) {
+            // `work` catches its own panics; a join error is one that escaped it.
             results.push(handle.join().unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Err(TrainError::Worker { message })
+                Err(TrainError::Worker {
+                    replica: results.len(),
+                    device: format!("{device:?}"),
+                    message: panic_message(panic.as_ref()),
+                })
             }));
         }
         results
@@ -256,6 +282,47 @@ mod tests {
         for (c, value) in mean.iter().enumerate() {
             let batch_mean = (0..4).map(|r| (r * 3 + c) as f32 * 0.5 - 2.0).sum::<f32>() / 4.0;
             assert!((value - 0.1 * batch_mean).abs() < 1e-6, "{mean:?}");
+        }
+    }
+
+    #[test]
+    fn should_turn_a_panicking_replica_into_an_error_naming_it() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let mut model = Probe {
+            linear: LinearConfig::new(3, 2).init(&device),
+            norm: BatchNormConfig::new(3).init(&device),
+        };
+        let plain = Device::flex();
+        for failing in [0, 1] {
+            let shards = vec![0usize, 1];
+            let result = data_parallel_step(
+                &mut model,
+                probe_norms,
+                shards,
+                &plain,
+                &[],
+                |index, replica, _, device| {
+                    if index == failing {
+                        panic!("server gone");
+                    }
+                    let x = Tensor::<2>::ones([2, 3], device);
+                    let loss = loss(replica, x);
+                    Ok((GradientsParams::from_grads(loss.backward(), replica), ()))
+                },
+            );
+            match result {
+                Err(TrainError::Worker {
+                    replica,
+                    device,
+                    message,
+                }) => {
+                    assert_eq!(replica, failing);
+                    assert_eq!(device, format!("{plain:?}"));
+                    assert_eq!(message, "server gone");
+                }
+                other => panic!("expected a worker error, got {:?}", other.map(|_| ())),
+            }
         }
     }
 }
