@@ -11,6 +11,7 @@ mod import;
 mod infer;
 mod info;
 mod parity;
+mod remote;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     Dataset(dataset::DatasetCommand),
     /// COCO bbox evaluation of a results file against a ground-truth file (pycocotools' numbers).
     CocoEval(coco_eval::CocoEvalArgs),
+    /// Serve this machine's device to trainers on others (`train --replica-device`); build
+    /// with `--features remote`.
+    ServeDevice(remote::ServeDeviceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Dataset(command) => dataset::run(command),
         Command::CocoEval(args) => coco_eval::run(args),
+        Command::ServeDevice(args) => remote::serve(args),
     }
 }

@@ -46,6 +46,15 @@ pub struct TrainArgs {
     /// GPUs 0..N, one replica each (`data_parallel` becomes N); gradients are merged on GPU 0.
     #[arg(long)]
     pub gpus: Option<usize>,
+    /// One more data-parallel replica on a device another machine serves with `cargo xtask
+    /// serve-device` (`ws://host:port`, repeatable), beside the `data_parallel` local ones.
+    /// Needs the `remote` feature; the token comes from `ANT_REMOTE_TOKEN` or
+    /// `--remote-token-file`.
+    #[arg(long = "replica-device", value_name = "URL")]
+    pub replica_devices: Vec<String>,
+    /// The file holding the token the `--replica-device` servers expect.
+    #[arg(long, value_name = "FILE")]
+    pub remote_token_file: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -105,8 +114,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let writer = progress.clone();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // A lost remote replica makes Burn's client warn once per queued batch of
+                // operations (thousands of identical lines); the run's own error says it.
+                tracing_subscriber::EnvFilter::new(
+                    "info,burn_remote::client::service::writer=error",
+                )
+            }),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(move || writer.writer())
@@ -145,6 +159,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (_, Some(_)) => anyhow::bail!("--gpus needs --device wgpu or cuda"),
         (_, None) => (args.device.device()?, Vec::new()),
     };
+    // Remote replicas come after the local ones: replica i runs on replica_devices[i].
+    let local_replicas = config.data_parallel;
+    let replica_devices = if args.replica_devices.is_empty() {
+        replica_devices
+    } else {
+        let token = crate::remote::client_token(args.remote_token_file.as_deref())?;
+        let remote = crate::remote::replica_devices(&args.replica_devices, token.as_deref())?;
+        let mut devices = if replica_devices.is_empty() {
+            vec![device.clone(); local_replicas]
+        } else {
+            replica_devices
+        };
+        for (url, remote) in args.replica_devices.iter().zip(&remote) {
+            tracing::info!(replica = devices.len(), url = %url, device = ?remote, "remote replica");
+        }
+        devices.extend(remote);
+        config.data_parallel = devices.len();
+        config.validate()?;
+        devices
+    };
     let options = RunOptions {
         run_dir: run_dir.clone(),
         device,
@@ -155,7 +189,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     tracing::info!(run_dir = %run_dir.display(), config = %args.config.display(), "train");
     let started = std::time::Instant::now();
+    let remote_urls = &args.replica_devices;
     let trained = run_pipeline(&config, &options)
+        .map_err(|error| match error {
+            // A remote replica lost mid-step: name its URL and say how to go on.
+            ant_train::TrainError::Worker { replica, .. } if replica >= local_replicas => {
+                let url = &remote_urls[replica - local_replicas];
+                anyhow::Error::new(error).context(format!(
+                    "replica {replica} is the remote device {url}: once its `cargo xtask \
+                     serve-device` is back, continue with --resume (the last epoch checkpoint \
+                     is kept)"
+                ))
+            }
+            _ => anyhow::Error::new(error),
+        })
         .with_context(|| format!("training run {}", run_dir.display()))?;
     let (summary, eval_seconds) = summarize(&config, &trained, &options.device)
         .with_context(|| format!("evaluating run {}", run_dir.display()))?;

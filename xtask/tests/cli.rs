@@ -119,3 +119,34 @@ fn train_should_refuse_gpus_off_wgpu_before_touching_anything() {
     assert!(stderr.contains("--gpus needs --device wgpu"), "{stderr}");
     assert!(!run_dir.exists(), "no run directory for a refused command");
 }
+
+/// Without the `remote` feature (as CI builds), the remote commands say how to build them
+/// before touching anything; with it, a URL that is not `ws://` is named.
+#[test]
+fn remote_commands_should_say_what_they_need_before_touching_anything() {
+    let dir = std::env::temp_dir().join(format!("ant-xtask-remote-{}", std::process::id()));
+    let run_dir = dir.join("run");
+    let (ok, _, stderr) = xtask(&[
+        "train",
+        "--replica-device",
+        "http://127.0.0.1:1",
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok);
+    if cfg!(feature = "remote") {
+        assert!(
+            stderr.contains("http://127.0.0.1:1") && stderr.contains("expected ws://"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("--features remote"), "{stderr}");
+    }
+    assert!(!run_dir.exists(), "no run directory for a refused command");
+    if !cfg!(feature = "remote") {
+        let (ok, _, stderr) = xtask(&["serve-device", "--listen", "127.0.0.1:0"]);
+        assert!(!ok);
+        assert!(stderr.contains("--features remote"), "{stderr}");
+    }
+}
