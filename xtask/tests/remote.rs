@@ -475,3 +475,68 @@ fn a_server_should_refuse_a_trainer_without_its_token() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// What one remote replica costs per step at the paper's model: D0 at 512 px, batch 2 (one
+/// image a replica), 3 steps, against two local replicas. A measurement for
+/// docs/distributed.md, not run by default (about 2 minutes):
+/// `cargo test --release -p xtask --features remote --test remote -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn d0_step_cost_over_loopback() {
+    let root = std::env::temp_dir().join(format!("ant-remote-d0-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let d0 = |command: &mut Command| {
+        command.args([
+            "--set",
+            "model.preset=d0",
+            "--set",
+            "model.width_multiplier=1.0",
+            "--set",
+            "model.depth_multiplier=1.0",
+            "--set",
+            "model.image_size=512",
+            "--set",
+            "model.anchor_scale=4.0",
+            "--set",
+            "standalone.batch_size=2",
+            "--set",
+            "standalone.epochs=1",
+            "--set",
+            "standalone.max_steps_per_epoch=3",
+        ]);
+    };
+    let local = root.join("local");
+    let mut command = train(&root, &local, 2, &[], false);
+    d0(&mut command);
+    run_to_end(command);
+    let server = Server::start(TOKEN);
+    let proxy = Proxy::start(server.address);
+    let remote = root.join("remote");
+    let mut command = train(&root, &remote, 1, &[proxy.url()], false);
+    d0(&mut command);
+    run_to_end(command);
+    let steps = losses(&remote).len();
+    assert_eq!(steps, 3);
+    let (up, down) = (
+        proxy.up.load(Ordering::Relaxed),
+        proxy.down.load(Ordering::Relaxed),
+    );
+    let params: usize = parameters(&remote, 1).iter().map(Vec::len).sum();
+    let parameter_bytes = params as f64 * 4.0;
+    let per_step = |bytes: u64| bytes as f64 / steps as f64;
+    println!(
+        "D0 at 512, batch 2: {params} parameters ({:.1} MB); a remote replica moves {:.1} MB \
+         to its server and {:.1} MB back per step ({:.2} and {:.2} times the parameters); \
+         seconds per step: two local replicas {:.2}, one local and one remote {:.2}",
+        parameter_bytes / 1e6,
+        per_step(up) / 1e6,
+        per_step(down) / 1e6,
+        per_step(up) / parameter_bytes,
+        per_step(down) / parameter_bytes,
+        epoch_seconds(&local)[0] / steps as f64,
+        epoch_seconds(&remote)[0] / steps as f64,
+    );
+    assert!((1.0..4.0).contains(&(per_step(up) / parameter_bytes)));
+    assert!((0.5..1.5).contains(&(per_step(down) / parameter_bytes)));
+    let _ = std::fs::remove_dir_all(&root);
+}
