@@ -40,6 +40,9 @@ parser.add_argument("--skip-training", action="store_true")
 parser.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
 args = parser.parse_args()
 threads = [int(t) for t in args.threads.split(",")]
+# Our binaries run directly, not through cargo: give them the allocator setting that
+# .cargo/config.toml gives every command cargo runs (mimalloc keeps its pages).
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

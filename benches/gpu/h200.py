@@ -41,6 +41,9 @@ parser.add_argument("--out", default="gpu-bench")
 parser.add_argument("--limit-s", type=int, default=200, help="time limit of each training run of ours")
 parser.add_argument("--skip-torch", action="store_true")
 args = parser.parse_args()
+# The xtask binaries run directly, not through cargo: give them the allocator setting that
+# .cargo/config.toml gives every command cargo runs (mimalloc keeps its pages).
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")
 
 os.makedirs(args.out, exist_ok=True)
 results = {"batch": args.batch, "size": args.size, "ours": {}, "torch": {}, "errors": []}
