@@ -9,67 +9,35 @@ use std::time::{Duration, Instant};
 use ant_supernet::{EfficientDet, SubnetArch};
 use burn::tensor::{Device, Tensor, TensorData};
 
+mod common;
+
 /// A short stage-0-only run on a small synthetic set of its own.
 fn train_args(root: &Path, run_dir: &Path, resume: bool) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--quiet",
-        "--run-dir",
-        run_dir.to_str().unwrap(),
-        "--set",
-        &format!("data.root={}", root.join("data").display()),
-        "--set",
-        "data.synth_sequences=6",
-        "--set",
-        "data.synth_frames=8",
-        "--set",
+    let mut args = common::stage0_train_args(root, run_dir);
+    for set in [
         "model.image_size=128",
-        "--set",
         "standalone.epochs=3",
-        "--set",
         "standalone.max_steps_per_epoch=10",
-        "--set",
         "standalone.lr_milestones=[2]",
-        "--set",
-        "supernet.enabled=false",
-        "--set",
-        "joint.enabled=false",
-        "--set",
-        "eval.recalibration_batches=0",
-    ]
-    .map(String::from)
-    .to_vec();
+    ] {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
     if resume {
         args.push("--resume".into());
     }
     args
 }
 
-/// The repository root (where `configs/` is), read when the test runs.
-fn repo_root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("..")
-}
-
 fn xtask() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command
-        .current_dir(repo_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = common::xtask_command();
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     command
 }
 
 fn run_to_end(root: &Path, run_dir: &Path, resume: bool) {
-    let output = xtask()
-        .args(train_args(root, run_dir, resume))
-        .output()
-        .expect("xtask runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut command = xtask();
+    command.args(train_args(root, run_dir, resume));
+    common::run_to_end(command);
 }
 
 fn steps(run_dir: &Path) -> String {
@@ -98,10 +66,6 @@ fn final_model(run_dir: &Path) -> Vec<f32> {
         .collect()
 }
 
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
-}
-
 #[test]
 fn killed_and_resumed_runs_should_end_like_an_uninterrupted_one() {
     let root: PathBuf = std::env::temp_dir().join(format!("ant-kill-{}", std::process::id()));
@@ -110,7 +74,7 @@ fn killed_and_resumed_runs_should_end_like_an_uninterrupted_one() {
     let whole = root.join("whole");
     run_to_end(&root, &whole, false);
     assert_eq!(
-        lines(&whole.join("stage0-standalone/steps.csv")),
+        common::line_count(&whole.join("stage0-standalone/steps.csv")),
         1 + 24,
         "3 epochs of 8 steps"
     );
@@ -123,7 +87,7 @@ fn killed_and_resumed_runs_should_end_like_an_uninterrupted_one() {
         .expect("xtask starts");
     let steps_file = killed.join("stage0-standalone/steps.csv");
     let started = Instant::now();
-    while lines(&steps_file) < 1 + 12 {
+    while common::line_count(&steps_file) < 1 + 12 {
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "the run never reached step 12"
@@ -134,7 +98,7 @@ fn killed_and_resumed_runs_should_end_like_an_uninterrupted_one() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        lines(&steps_file) < 1 + 24,
+        common::line_count(&steps_file) < 1 + 24,
         "killed after the run ended: the test did not kill mid-run"
     );
     run_to_end(&root, &killed, true);

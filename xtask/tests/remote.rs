@@ -17,7 +17,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,10 @@ use ant_supernet::EfficientDet;
 use ant_train::metrics::{EpochRecord, read_steps};
 use burn::tensor::{Device, Tensor};
 
+mod common;
+
+use common::{line_count as lines, run_to_end};
+
 const TOKEN: &str = "loopback-test-token";
 /// The stage's epochs; the first `WARM` run on two local replicas before the runs compared
 /// start (from a random model the first steps are chaotic: a rounding's difference grows
@@ -35,17 +39,9 @@ const EPOCHS: usize = 5;
 const WARM: usize = 3;
 const STEPS_PER_EPOCH: usize = 8;
 
-/// The repository root (where `configs/` is), read when the test runs.
-fn repo_root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("..")
-}
-
 fn xtask() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command
-        .current_dir(repo_root())
-        .env_remove("ANT_REMOTE_TOKEN");
+    let mut command = common::xtask_command();
+    command.env_remove("ANT_REMOTE_TOKEN");
     command
 }
 
@@ -145,36 +141,17 @@ impl Proxy {
 /// machine plus one per URL in `remote`.
 fn train(root: &Path, run_dir: &Path, local: usize, remote: &[String], resume: bool) -> Command {
     let mut command = xtask();
-    command.args([
-        "train",
-        "--quiet",
-        "--run-dir",
-        run_dir.to_str().unwrap(),
-        "--set",
-        &format!("data.root={}", root.join("data").display()),
-        "--set",
-        "data.synth_sequences=6",
-        "--set",
-        "data.synth_frames=8",
-        "--set",
-        "model.image_size=256",
-        "--set",
-        &format!("data_parallel={local}"),
-        "--set",
-        "standalone.batch_size=4",
-        "--set",
-        &format!("standalone.epochs={EPOCHS}"),
-        "--set",
-        &format!("standalone.max_steps_per_epoch={STEPS_PER_EPOCH}"),
-        "--set",
-        "standalone.lr_milestones=[10]",
-        "--set",
-        "supernet.enabled=false",
-        "--set",
-        "joint.enabled=false",
-        "--set",
-        "eval.recalibration_batches=0",
-    ]);
+    command.args(common::stage0_train_args(root, run_dir));
+    for set in [
+        "model.image_size=256".to_string(),
+        format!("data_parallel={local}"),
+        "standalone.batch_size=4".to_string(),
+        format!("standalone.epochs={EPOCHS}"),
+        format!("standalone.max_steps_per_epoch={STEPS_PER_EPOCH}"),
+        "standalone.lr_milestones=[10]".to_string(),
+    ] {
+        command.args(["--set", &set]);
+    }
     for url in remote {
         command.args(["--replica-device", url]);
     }
@@ -184,15 +161,6 @@ fn train(root: &Path, run_dir: &Path, local: usize, remote: &[String], resume: b
     command.env("ANT_REMOTE_TOKEN", TOKEN);
     command.stdout(Stdio::null()).stderr(Stdio::piped());
     command
-}
-
-fn run_to_end(mut command: Command) {
-    let output = command.output().expect("xtask runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn losses(run_dir: &Path) -> Vec<f32> {
@@ -269,10 +237,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
-}
-
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
 #[test]

@@ -227,6 +227,15 @@ mod tests {
         f(&mut model.norm);
     }
 
+    /// The probe with seeded weights on `device`.
+    fn probe(device: &Device) -> Probe {
+        device.seed(3);
+        Probe {
+            linear: LinearConfig::new(3, 2).init(device),
+            norm: BatchNormConfig::new(3).init(device),
+        }
+    }
+
     fn loss(model: &Probe, x: Tensor<2>) -> Tensor<1> {
         // The norm only records statistics here; the loss reads the linear layer alone, so
         // sharding must not change the gradient.
@@ -238,11 +247,7 @@ mod tests {
     #[test]
     fn should_sum_shard_gradients_to_the_batch_gradient_and_average_statistics() {
         let device = Device::flex().autodiff();
-        device.seed(3);
-        let mut model = Probe {
-            linear: LinearConfig::new(3, 2).init(&device),
-            norm: BatchNormConfig::new(3).init(&device),
-        };
+        let mut model = probe(&device);
         let rows: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect();
         let x = Tensor::<2>::from_data(TensorData::new(rows, [4, 3]), &device);
         // The reference runs on a copy with its own running-state cells (same parameter ids).
@@ -288,11 +293,7 @@ mod tests {
     #[test]
     fn should_turn_a_panicking_replica_into_an_error_naming_it() {
         let device = Device::flex().autodiff();
-        device.seed(3);
-        let mut model = Probe {
-            linear: LinearConfig::new(3, 2).init(&device),
-            norm: BatchNormConfig::new(3).init(&device),
-        };
+        let mut model = probe(&device);
         let plain = Device::flex();
         for failing in [0, 1] {
             let shards = vec![0usize, 1];
