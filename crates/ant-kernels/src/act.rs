@@ -5,7 +5,9 @@
 //! profiling a training step on flex put ~8% in `expf` alone. Here the forward is one pass
 //! (`s = 1 / (1 + fast_exp(-x))`, `y = x * s`, vectorised, parallel over chunks) registered as
 //! one custom op whose state is only the input; the backward recomputes `s` from it and writes
-//! `dx = g * s * (1 + x * (1 - s))` in one pass. The sigmoid (the squeeze-excite gate) shares
+//! `dx = g * s * (1 + x * (1 - s))` in one pass, over the output's gradient `g`. Both loops
+//! are compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time
+//! ([`crate::fast::simd`]), with the same bits on each. The sigmoid (the squeeze-excite gate) shares
 //! the machinery with `dx = g * s * (1 - s)`.
 //!
 //! Off autodiff flex (plain flex, wgpu, other dtypes) these are Burn's ops; plain flex keeps
@@ -22,8 +24,8 @@ use burn::backend::{Autodiff, DispatchTensor, Flex, TensorMetadata};
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dwconv::{AdTensor, contiguous_f32, flex_autodiff_strategy, flex_primitive};
-use crate::fast::fast_exp;
+use crate::dwconv::{AdTensor, contiguous_f32, flex_autodiff_strategy, flex_primitive, whole_f32};
+use crate::fast::{fast_exp, simd};
 
 /// Elements per parallel task; smaller tensors run on the calling thread.
 const CHUNK: usize = 1 << 14;
@@ -98,12 +100,10 @@ impl Backward<Flex, 1> for ActivationBackward {
         };
         let x = ops.state;
         let x_values = contiguous_f32(&x);
-        let grad_values = contiguous_f32(&grad);
-        let values = backward_values(self.0, &x_values, &grad_values);
-        grads.register::<Flex>(
-            node.id,
-            FlexTensor::from_data(TensorData::new(values, x.shape())),
-        );
+        // The input's gradient is written over the output's, which has its shape.
+        let mut grad = whole_f32(grad);
+        backward_in_place(self.0, &x_values, grad.storage_mut::<f32>());
+        grads.register::<Flex>(node.id, grad);
     }
 }
 
@@ -138,9 +138,10 @@ fn sigmoid_scalar(x: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-x))
 }
 
-fn forward_values(kind: Kind, x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    let kernel = |y: &mut [f32], x: &[f32]| match kind {
+/// `y = x * s` (swish) or `y = s` (sigmoid), `s = sigmoid(x)`.
+#[inline(always)]
+fn forward_chunk(kind: Kind, y: &mut [f32], x: &[f32]) {
+    match kind {
         Kind::Swish => {
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = x * sigmoid_scalar(x);
@@ -151,40 +152,64 @@ fn forward_values(kind: Kind, x: &[f32]) -> Vec<f32> {
                 *y = sigmoid_scalar(x);
             }
         }
-    };
+    }
+}
+
+/// The output's gradient `g` in `grad` becomes the input's:
+/// `g * s * (1 + x * (1 - s))` (swish) or `g * s * (1 - s)` (sigmoid).
+#[inline(always)]
+fn backward_chunk(kind: Kind, x: &[f32], grad: &mut [f32]) {
+    match kind {
+        Kind::Swish => {
+            for (g, &x) in grad.iter_mut().zip(x) {
+                let (s, one_minus_s) = sigmoid_pair(x);
+                *g = *g * s * (1.0 + x * one_minus_s);
+            }
+        }
+        Kind::Sigmoid => {
+            for (g, &x) in grad.iter_mut().zip(x) {
+                let (s, one_minus_s) = sigmoid_pair(x);
+                *g = *g * s * one_minus_s;
+            }
+        }
+    }
+}
+
+fn forward_values(kind: Kind, x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
     if x.len() <= 2 * CHUNK {
-        kernel(&mut y, x);
+        simd(
+            #[inline(always)]
+            || forward_chunk(kind, &mut y, x),
+        );
     } else {
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| kernel(y, x));
+            .for_each(|(y, x)| {
+                simd(
+                    #[inline(always)]
+                    || forward_chunk(kind, y, x),
+                )
+            });
     }
     y
 }
 
-fn backward_values(kind: Kind, x: &[f32], grad: &[f32]) -> Vec<f32> {
+fn backward_in_place(kind: Kind, x: &[f32], grad: &mut [f32]) {
     assert_eq!(x.len(), grad.len(), "gradient and input sizes differ");
-    let mut dx = vec![0f32; x.len()];
-    let kernel = |dx: &mut [f32], x: &[f32], grad: &[f32]| match kind {
-        Kind::Swish => {
-            for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(grad) {
-                let (s, one_minus_s) = sigmoid_pair(x);
-                *dx = g * s * (1.0 + x * one_minus_s);
-            }
-        }
-        Kind::Sigmoid => {
-            for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(grad) {
-                let (s, one_minus_s) = sigmoid_pair(x);
-                *dx = g * s * one_minus_s;
-            }
-        }
-    };
     if x.len() <= 2 * CHUNK {
-        kernel(&mut dx, x, grad);
+        simd(
+            #[inline(always)]
+            || backward_chunk(kind, x, grad),
+        );
     } else {
-        dx.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-            .for_each(|(dx, (x, grad))| kernel(dx, x, grad));
+        grad.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(grad, x)| {
+                simd(
+                    #[inline(always)]
+                    || backward_chunk(kind, x, grad),
+                )
+            });
     }
-    dx
 }

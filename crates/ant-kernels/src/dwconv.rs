@@ -16,6 +16,7 @@
 //! - weight gradient: `acc[ky, kx][..] += g_row[oy] * pad_row[oy * s + ky][col(kx)..]`
 //!   (element-wise, so it vectorises), summed at the end of the plane and over the batch.
 
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
@@ -200,6 +201,22 @@ pub(crate) fn contiguous_f32(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]>
     }
 }
 
+/// `tensor` as a uniquely owned, contiguous `f32` tensor whose storage holds exactly its
+/// values (itself when it already is: a gradient handed to a backward step usually is), so
+/// that a result of the same shape can be written over it with `storage_mut` and no copy.
+pub(crate) fn whole_f32(tensor: FlexTensor) -> FlexTensor {
+    let count = tensor.shape().num_elements();
+    let whole = tensor.is_unique()
+        && tensor.layout().contiguous_offsets() == Some((0, count))
+        && tensor.storage::<f32>().len() == count;
+    if whole {
+        tensor
+    } else {
+        let shape = tensor.shape();
+        FlexTensor::from_data(TensorData::new(contiguous_f32(&tensor).into_owned(), shape))
+    }
+}
+
 fn flex_from(values: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
@@ -266,6 +283,7 @@ impl Geometry {
     }
 
     /// Where, within a (split) padded row, the run for kernel column `kx` starts.
+    #[inline(always)]
     fn column(&self, kx: usize) -> usize {
         match (self.stride, kx % 2) {
             (1, _) => kx,
@@ -275,6 +293,7 @@ impl Geometry {
     }
 
     /// Position in a (split) padded row of padded column `column`.
+    #[inline(always)]
     fn split_index(&self, column: usize) -> usize {
         if self.stride == 1 {
             column
@@ -286,6 +305,7 @@ impl Geometry {
     }
 
     /// The zero-padded (and for stride 2, column-split) copy of one input plane.
+    #[inline(always)]
     fn pad(&self, plane: &[f32]) -> Vec<f32> {
         let mut padded = vec![0f32; self.padded_h * self.padded_w];
         for (row, source) in plane.chunks_exact(self.width).enumerate() {
@@ -294,8 +314,15 @@ impl Geometry {
             if self.stride == 1 {
                 target[self.pad_left..self.pad_left + self.width].copy_from_slice(source);
             } else {
-                for (i, value) in source.iter().enumerate() {
-                    target[self.split_index(i + self.pad_left)] = *value;
+                // Source value i lands on padded column i + pad_left: the even columns first,
+                // then the odd ones (see `split_index`), each a strided run of the source.
+                let (even, odd) = target.split_at_mut(self.even_w);
+                for (first, half) in [(self.pad_left % 2, even), (1 - self.pad_left % 2, odd)] {
+                    let start = (self.pad_left + first) / 2;
+                    let values = source.iter().skip(first).step_by(2);
+                    for (t, &v) in half[start..].iter_mut().zip(values) {
+                        *t = v;
+                    }
                 }
             }
         }
@@ -303,6 +330,7 @@ impl Geometry {
     }
 
     /// The interior of a padded (split) plane written back as an unpadded plane.
+    #[inline(always)]
     fn unpad(&self, padded: &[f32], plane: &mut [f32]) {
         for (row, target) in plane.chunks_exact_mut(self.width).enumerate() {
             let base = (row + self.pad_top) * self.padded_w;
@@ -318,6 +346,7 @@ impl Geometry {
     }
 
     /// The run of padded row `oy * stride + ky` that kernel column `kx` reads for one output row.
+    #[inline(always)]
     fn run(&self, oy: usize, ky: usize, kx: usize) -> std::ops::Range<usize> {
         let start = (oy * self.stride + ky) * self.padded_w + self.column(kx);
         start..start + self.out_w
@@ -337,20 +366,29 @@ fn forward(geometry: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         .for_each(|(index, out_plane)| {
             let channel = index % g.channels;
             let filter = &weight[channel * g.taps()..(channel + 1) * g.taps()];
-            let padded = g.pad(&x[index * g.plane_in()..(index + 1) * g.plane_in()]);
-            for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
-                for ky in 0..g.kernel {
-                    for kx in 0..g.kernel {
-                        let w = filter[ky * g.kernel + kx];
-                        let source = &padded[g.run(oy, ky, kx)];
-                        for (o, i) in out_row.iter_mut().zip(source) {
-                            *o += w * i;
-                        }
-                    }
-                }
-            }
+            let x_plane = &x[index * g.plane_in()..(index + 1) * g.plane_in()];
+            crate::fast::simd(
+                #[inline(always)]
+                || forward_plane(&g, filter, x_plane, out_plane),
+            );
         });
     output
+}
+
+#[inline(always)]
+fn forward_plane(g: &Geometry, filter: &[f32], x_plane: &[f32], out_plane: &mut [f32]) {
+    let padded = g.pad(x_plane);
+    for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
+        for ky in 0..g.kernel {
+            for kx in 0..g.kernel {
+                let w = filter[ky * g.kernel + kx];
+                let source = &padded[g.run(oy, ky, kx)];
+                for (o, i) in out_row.iter_mut().zip(source) {
+                    *o += w * i;
+                }
+            }
+        }
+    }
 }
 
 /// The input gradient: the transposed depthwise convolution of the output gradient.
@@ -366,21 +404,29 @@ fn input_grad(geometry: &Geometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
             let channel = index % g.channels;
             let filter = &weight[channel * g.taps()..(channel + 1) * g.taps()];
             let grad_plane = &grad[index * g.plane_out()..(index + 1) * g.plane_out()];
-            let mut padded = vec![0f32; g.padded_h * g.padded_w];
-            for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
-                for ky in 0..g.kernel {
-                    for kx in 0..g.kernel {
-                        let w = filter[ky * g.kernel + kx];
-                        let target = &mut padded[g.run(oy, ky, kx)];
-                        for (t, d) in target.iter_mut().zip(grad_row) {
-                            *t += w * d;
-                        }
-                    }
-                }
-            }
-            g.unpad(&padded, dx_plane);
+            crate::fast::simd(
+                #[inline(always)]
+                || input_grad_plane(&g, filter, grad_plane, dx_plane),
+            );
         });
     dx
+}
+
+#[inline(always)]
+fn input_grad_plane(g: &Geometry, filter: &[f32], grad_plane: &[f32], dx_plane: &mut [f32]) {
+    let mut padded = vec![0f32; g.padded_h * g.padded_w];
+    for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
+        for ky in 0..g.kernel {
+            for kx in 0..g.kernel {
+                let w = filter[ky * g.kernel + kx];
+                let target = &mut padded[g.run(oy, ky, kx)];
+                for (t, d) in target.iter_mut().zip(grad_row) {
+                    *t += w * d;
+                }
+            }
+        }
+    }
+    g.unpad(&padded, dx_plane);
 }
 
 /// The weight gradient: per channel, the correlation of the input with the output gradient,
@@ -396,29 +442,12 @@ fn weight_grad(geometry: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .par_chunks_mut(taps)
         .enumerate()
         .for_each(|(index, plane_grad)| {
-            let padded = g.pad(&x[index * g.plane_in()..(index + 1) * g.plane_in()]);
+            let x_plane = &x[index * g.plane_in()..(index + 1) * g.plane_in()];
             let grad_plane = &grad[index * g.plane_out()..(index + 1) * g.plane_out()];
-            // One running row per tap: element-wise accumulation vectorises, a dot product
-            // (a sequential f32 sum) would not.
-            let mut accumulators = vec![0f32; taps * g.out_w];
-            for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
-                for ky in 0..g.kernel {
-                    for kx in 0..g.kernel {
-                        let tap = ky * g.kernel + kx;
-                        let accumulator = &mut accumulators[tap * g.out_w..(tap + 1) * g.out_w];
-                        let source = &padded[g.run(oy, ky, kx)];
-                        for ((a, d), i) in accumulator.iter_mut().zip(grad_row).zip(source) {
-                            *a += d * i;
-                        }
-                    }
-                }
-            }
-            for (value, accumulator) in plane_grad
-                .iter_mut()
-                .zip(accumulators.chunks_exact(g.out_w))
-            {
-                *value = accumulator.iter().sum();
-            }
+            crate::fast::simd(
+                #[inline(always)]
+                || weight_grad_plane(&g, x_plane, grad_plane, plane_grad),
+            );
         });
     let mut total = vec![0f32; g.channels * taps];
     for batch_part in partial.chunks_exact(g.channels * taps) {
@@ -427,4 +456,31 @@ fn weight_grad(geometry: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         }
     }
     total
+}
+
+#[inline(always)]
+fn weight_grad_plane(g: &Geometry, x_plane: &[f32], grad_plane: &[f32], plane_grad: &mut [f32]) {
+    let taps = g.taps();
+    let padded = g.pad(x_plane);
+    // One running row per tap: element-wise accumulation vectorises, a dot product (a
+    // sequential f32 sum) would not.
+    let mut accumulators = vec![0f32; taps * g.out_w];
+    for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
+        for ky in 0..g.kernel {
+            for kx in 0..g.kernel {
+                let tap = ky * g.kernel + kx;
+                let accumulator = &mut accumulators[tap * g.out_w..(tap + 1) * g.out_w];
+                let source = &padded[g.run(oy, ky, kx)];
+                for ((a, d), i) in accumulator.iter_mut().zip(grad_row).zip(source) {
+                    *a += d * i;
+                }
+            }
+        }
+    }
+    for (value, accumulator) in plane_grad
+        .iter_mut()
+        .zip(accumulators.chunks_exact(g.out_w))
+    {
+        *value = accumulator.iter().sum();
+    }
 }

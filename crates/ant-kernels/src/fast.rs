@@ -45,9 +45,11 @@ fn swish_scalar(y: f32) -> f32 {
 
 /// Runs `f` compiled for the widest instruction set this CPU has (AVX-512, AVX2 + FMA, or
 /// the x86-64 baseline), picked at run time by `pulp`: the loops inside vectorise to that
-/// width when `f`'s body inlines (a closure calling an `#[inline(always)]` function with
-/// little else; larger bodies go through a [`pulp::WithSimd`] type, as the kernels below
-/// do). Element-wise loops give the same bits on every instruction set: Rust never fuses a
+/// width when `f`'s body inlines. Mark the closure `#[inline(always)]`
+/// (`simd(#[inline(always)] || kernel(...))`, `kernel` itself `#[inline(always)]`): unmarked,
+/// a closure called from the three variants is often compiled once, for the baseline, and
+/// called from all of them (in the training kernels that left the loops scalar); larger
+/// bodies go through a [`pulp::WithSimd`] type, as the kernels below do. Element-wise loops give the same bits on every instruction set: Rust never fuses a
 /// multiply and an add on its own, and no loop here reorders a sum.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
@@ -129,7 +131,10 @@ pub fn swish(x: Tensor<4>) -> Tensor<4> {
         return crate::act::swish_train(x);
     }
     let (dims, mut values) = into_values(x);
-    simd(|| values.iter_mut().for_each(|v| *v = swish_scalar(*v)));
+    simd(
+        #[inline(always)]
+        || values.iter_mut().for_each(|v| *v = swish_scalar(*v)),
+    );
     from_values(dims, values, &device)
 }
 

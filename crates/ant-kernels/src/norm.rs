@@ -11,8 +11,9 @@
 //!
 //! Here:
 //! - on an autodiff `flex` device (f32) one custom op accumulates each channel's sums in `f64`
-//!   (forward: mean and centred second moment; backward: the sums of `g` and `g * x_hat`),
-//!   channels in parallel, with the analytic backward
+//!   (forward: mean and centred second moment; backward: the sums of `g` and `g * x_hat`;
+//!   eight partial sums per plane, added in a fixed order, so that they vectorise and give
+//!   the same bits on every instruction set), channels in parallel, with the analytic backward
 //!   `dx = gamma / std * (g - mean(g) - x_hat * mean(g * x_hat))`;
 //! - on every other autodiff device, Burn's ops with the statistics reduced one dimension at a
 //!   time (width, height, then batch: sums of at most a few hundred terms each).
@@ -33,7 +34,8 @@ use burn::nn::BatchNorm;
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dwconv::{AdTensor, contiguous_f32, flex_autodiff_strategy, flex_primitive};
+use crate::dwconv::{AdTensor, contiguous_f32, flex_autodiff_strategy, flex_primitive, whole_f32};
+use crate::fast::simd;
 
 /// `bn` applied to `x` as Burn's `BatchNorm::forward` does it, with accurate batch statistics
 /// in training (see the module docs): the batch's statistics when `x` is on an autodiff
@@ -227,11 +229,10 @@ impl Backward<Flex, 3> for BatchNormBackward {
                 let mut sum_gx = 0f64;
                 for plane in planes.of(channel) {
                     let (xs, gs) = (&x_values[plane.clone()], &grad_values[plane]);
-                    let (mut a, mut b) = (0f64, 0f64);
-                    for (&x, &g) in xs.iter().zip(gs) {
-                        a += g as f64;
-                        b += g as f64 * (x as f64 - m);
-                    }
+                    let (a, b) = simd(
+                        #[inline(always)]
+                        || lane_sums2(xs, gs, m),
+                    );
                     sum_g += a;
                     sum_gx += b * s;
                 }
@@ -250,11 +251,14 @@ impl Backward<Flex, 3> for BatchNormBackward {
         }
         if let Some(node) = node_x {
             let count = planes.count() as f64;
-            let mut dx = vec![0f32; x_values.len()];
-            let plane_len = planes.plane;
-            dx.par_chunks_mut(plane_len)
+            let plane_len = planes.plane.max(1);
+            // The input's gradient is written over the output's, which has its shape.
+            drop(grad_values);
+            let mut grad = whole_f32(grad);
+            grad.storage_mut::<f32>()
+                .par_chunks_mut(plane_len)
                 .enumerate()
-                .for_each(|(index, out)| {
+                .for_each(|(index, gs)| {
                     let channel = index % planes.channels;
                     let (m, s) = (mean[channel], inv_std[channel]);
                     let (sum_g, sum_gx) = sums[channel];
@@ -262,14 +266,81 @@ impl Backward<Flex, 3> for BatchNormBackward {
                     let scale = gamma[channel] as f64 * s;
                     let start = index * plane_len;
                     let xs = &x_values[start..start + plane_len];
-                    let gs = &grad_values[start..start + plane_len];
-                    for ((out, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
-                        let x_hat = (x as f64 - m) * s;
-                        *out = (scale * (g as f64 - mean_g - x_hat * mean_gx)) as f32;
-                    }
+                    simd(
+                        #[inline(always)]
+                        || input_grad_plane(xs, gs, [m, s, scale, mean_g, mean_gx]),
+                    );
                 });
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, dims)));
+            grads.register::<Flex>(node.id, grad);
         }
+    }
+}
+
+/// Independent partial sums per plane: enough to keep an `f64` add unit busy (a single
+/// running sum waits for each add in turn), in a fixed order that no instruction set changes.
+const LANES: usize = 8;
+
+/// `sum(f(v as f64))` over `values`: value `i` goes to partial sum `i % LANES`, and the partial
+/// sums are added pairwise in a fixed order.
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v as f64);
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += f(v as f64);
+    }
+    combine(lanes)
+}
+
+/// `(sum(g), sum(g * (x - mean)))` over a plane, as [`lane_sum`] adds.
+#[inline(always)]
+fn lane_sums2(xs: &[f32], gs: &[f32], mean: f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
+    let (mut x_chunks, mut g_chunks) = (xs.chunks_exact(LANES), gs.chunks_exact(LANES));
+    for (x_chunk, g_chunk) in (&mut x_chunks).zip(&mut g_chunks) {
+        for lane in 0..LANES {
+            let g = g_chunk[lane] as f64;
+            a[lane] += g;
+            b[lane] += g * (x_chunk[lane] as f64 - mean);
+        }
+    }
+    for (lane, (&x, &g)) in x_chunks
+        .remainder()
+        .iter()
+        .zip(g_chunks.remainder())
+        .enumerate()
+    {
+        a[lane] += g as f64;
+        b[lane] += g as f64 * (x as f64 - mean);
+    }
+    (combine(a), combine(b))
+}
+
+#[inline(always)]
+fn combine(l: [f64; LANES]) -> f64 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// `out = x * scale + shift` over a plane.
+#[inline(always)]
+fn affine_plane(xs: &[f32], out: &mut [f32], scale: f32, shift: f32) {
+    for (out, &x) in out.iter_mut().zip(xs) {
+        *out = x * scale + shift;
+    }
+}
+
+/// The input's gradient over a plane, written over the output's gradient `gs`:
+/// `scale * (g - mean(g) - x_hat * mean(g * x_hat))`, `x_hat = (x - mean) * inv_std`, in `f64`.
+#[inline(always)]
+fn input_grad_plane(xs: &[f32], gs: &mut [f32], [m, s, scale, mean_g, mean_gx]: [f64; 5]) {
+    for (g, &x) in gs.iter_mut().zip(xs) {
+        let x_hat = (x as f64 - m) * s;
+        *g = (scale * (*g as f64 - mean_g - x_hat * mean_gx)) as f32;
     }
 }
 
@@ -336,16 +407,21 @@ fn batch_norm_autodiff<C: CheckpointStrategy>(
         .map(|channel| {
             let sum: f64 = planes
                 .of(channel)
-                .map(|p| x_values[p].iter().map(|&v| v as f64).sum::<f64>())
+                .map(|p| {
+                    simd(
+                        #[inline(always)]
+                        || lane_sum(&x_values[p], |v| v),
+                    )
+                })
                 .sum();
             let mean = sum / count;
             let squares: f64 = planes
                 .of(channel)
                 .map(|p| {
-                    x_values[p]
-                        .iter()
-                        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
-                        .sum::<f64>()
+                    simd(
+                        #[inline(always)]
+                        || lane_sum(&x_values[p], |v| (v - mean) * (v - mean)),
+                    )
                 })
                 .sum();
             (mean, squares / count)
@@ -366,9 +442,11 @@ fn batch_norm_autodiff<C: CheckpointStrategy>(
             let shift = beta[channel] as f64 - mean[channel] * scale;
             let (scale, shift) = (scale as f32, shift as f32);
             let start = index * planes.plane;
-            for (out, &x) in out.iter_mut().zip(&x_values[start..start + planes.plane]) {
-                *out = x * scale + shift;
-            }
+            let xs = &x_values[start..start + planes.plane];
+            simd(
+                #[inline(always)]
+                || affine_plane(xs, out, scale, shift),
+            );
         });
     drop(x_values);
     let output = FlexTensor::from_data(TensorData::new(y, dims));
