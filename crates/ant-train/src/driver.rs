@@ -301,7 +301,11 @@ impl<'a, M: Module> StageLoop<'a, M> {
                         replica: None,
                         share: count as f32 / batch_size as f32,
                     };
-                    shard(&mut self.model, items, &device, at)?
+                    // On a worker of Rayon's pool, as data-parallel replicas run: the
+                    // kernels' parallel loops then run on that worker (and spread to idle
+                    // ones) instead of being handed over from this thread and waited for.
+                    let model = &mut self.model;
+                    rayon::scope(|_| shard(model, items, &device, at))?
                 };
                 check_finite(parts.loss, spec.name, epoch, step, checkpoint.as_deref())?;
                 self.model = self.optim.step(lr, self.model, grads);
