@@ -1051,8 +1051,13 @@ impl PreparedDetector {
     /// # Errors
     /// [`SupernetError::UnavailableRatio`].
     pub fn forward(&self, image: &Map, arch: &SubnetArch) -> Result<PreparedOutputs> {
-        let (_, stages) = self.backbone(image, arch)?;
-        Ok(self.pyramid(PYRAMID_STAGES.map(|index| &stages[index])))
+        // On a worker of Rayon's pool: the kernels' parallel loops then run on that worker
+        // (and spread to idle ones) instead of being handed over from the calling thread
+        // and waited for, once per layer.
+        rayon::scope(|_| {
+            let (_, stages) = self.backbone(image, arch)?;
+            Ok(self.pyramid(PYRAMID_STAGES.map(|index| &stages[index])))
+        })
     }
 
     /// Decoding and NMS (as [`EfficientDet::postprocess_with`]).

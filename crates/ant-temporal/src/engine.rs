@@ -733,6 +733,13 @@ impl AntDetector {
     /// As [`Self::forward_frame`].
     pub fn process(&mut self, frame: Tensor<4>) -> Result<FrameResult> {
         let start = Instant::now();
+        // On a worker of Rayon's pool: the CPU kernels' parallel loops then run on that
+        // worker (and spread to idle ones) instead of being handed over from the calling
+        // thread and waited for, once per layer.
+        rayon::scope(|_| self.process_from(frame, start))
+    }
+
+    fn process_from(&mut self, frame: Tensor<4>, start: Instant) -> Result<FrameResult> {
         let forward = self.forward(frame)?;
         let detections = match &forward.outputs {
             Outputs::Tensors(outputs) => self
