@@ -49,8 +49,9 @@ fn swish_scalar(y: f32) -> f32 {
 /// (`simd(#[inline(always)] || kernel(...))`, `kernel` itself `#[inline(always)]`): unmarked,
 /// a closure called from the three variants is often compiled once, for the baseline, and
 /// called from all of them (in the training kernels that left the loops scalar); larger
-/// bodies go through a [`pulp::WithSimd`] type, as the kernels below do. Element-wise loops give the same bits on every instruction set: Rust never fuses a
-/// multiply and an add on its own, and no loop here reorders a sum.
+/// bodies go through a [`pulp::WithSimd`] type, as the kernels below do. Element-wise loops
+/// give the same bits on every instruction set: Rust never fuses a multiply and an add on its
+/// own, and no loop here reorders a sum.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
