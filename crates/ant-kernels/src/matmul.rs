@@ -4,17 +4,21 @@
 //! Going through Burn's matmul cost a copy of every product (Burn's byte buffers realign
 //! the output and hand it back as a fresh vector), a separate pass for bias, activation and
 //! residual, and the dispatch of a tensor op per convolution, on layers whose products take
-//! tens of microseconds. This kernel computes blocks of 4 output channels x 32 pixels in
-//! registers (8 AVX-512 or 16 AVX2 vectors, chosen at run time by `pulp`), accumulating
-//! with fused multiply-adds in input-channel order, and writes each block once, finished.
+//! tens of microseconds. This kernel computes blocks of output channels x pixels in
+//! registers (4 x 32 on AVX-512: 8 vectors; 6 x 16 on AVX2: 12 vectors; chosen at run time
+//! by `pulp`), reading each block's weights from one contiguous run (packed per call),
+//! accumulating with fused multiply-adds in input-channel order, and writes each block once,
+//! finished.
 //! Every output is the same sequence of fused multiply-adds on every instruction set (the
 //! baseline's `mul_add` is the correctly rounded libm one), so results do not depend on the
 //! CPU.
 
 use crate::fast::fast_exp;
 
-/// Output channels per register block.
+/// Output channels per register block (AVX-512 and the baseline).
 const ROWS: usize = 4;
+/// Output channels per register block on AVX2.
+const NARROW_ROWS: usize = 6;
 /// Pixels per vector.
 const LANES: usize = 16;
 
@@ -58,30 +62,67 @@ pub fn pointwise(
         assert_eq!(extra.len(), out * pixels, "residual and addend shapes");
     }
     let mut output = vec![0f32; out * pixels];
+    let block_rows = block_rows();
+    let packed = pack(weight, [out, inputs], block_rows);
     let product = |(first_row, rows): (usize, &mut [f32])| {
         pulp::Arch::new().dispatch(Product {
-            weight,
+            packed: &packed,
             inputs,
             pixels,
             input,
             epilogue,
             first_row,
+            block_rows,
             output: rows,
         });
     };
-    if out * pixels * inputs < (1 << 21) || out <= ROWS {
+    if out * pixels * inputs < (1 << 21) || out <= block_rows {
         product((0, &mut output));
     } else {
         use rayon::prelude::*;
         // One task per thread, each a whole number of row blocks.
-        let blocks = out.div_ceil(ROWS);
-        let task_rows = ROWS * blocks.div_ceil(rayon::current_num_threads().max(1));
+        let blocks = out.div_ceil(block_rows);
+        let task_rows = block_rows * blocks.div_ceil(rayon::current_num_threads().max(1));
         output
             .par_chunks_mut(task_rows * pixels)
             .enumerate()
             .for_each(|(index, rows)| product((index * task_rows, rows)));
     }
     output
+}
+
+/// The weights regrouped by row block, input-major inside each block: block `b` (rows
+/// `b * block_rows..`, the last one possibly short, `R` rows) holds `R` weights per input
+/// channel, so that its product reads one contiguous run of weights.
+fn pack(weight: &[f32], [out, inputs]: [usize; 2], block_rows: usize) -> Vec<f32> {
+    let mut packed = Vec::with_capacity(out * inputs);
+    for first in (0..out).step_by(block_rows) {
+        let rows = &weight[first * inputs..(first + block_rows).min(out) * inputs];
+        for i in 0..inputs {
+            packed.extend(rows.chunks_exact(inputs).map(|row| row[i]));
+        }
+    }
+    packed
+}
+
+/// Output channels per register block on the instruction set `pulp` picks here: AVX2's 16
+/// registers of 8 floats hold 6 rows x 16 pixels of accumulators (12) beside the input's two
+/// vectors and the broadcast weight, where 4 x 32 would take all 16 and spill; AVX-512 (32
+/// registers of 16) keeps 4 x 32.
+fn block_rows() -> usize {
+    struct VectorBytes;
+    impl pulp::WithSimd for VectorBytes {
+        type Output = usize;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> usize {
+            core::mem::size_of::<S::f32s>()
+        }
+    }
+    if pulp::Arch::new().dispatch(VectorBytes) == 32 {
+        NARROW_ROWS
+    } else {
+        ROWS
+    }
 }
 
 /// Pixels per column strip for `inputs` input channels: the strip of the input
@@ -95,12 +136,15 @@ fn strip_width(inputs: usize) -> usize {
 /// Output rows `first_row..` of a product (a whole number of row blocks, the last one
 /// possibly short), computed strip by strip of pixels.
 struct Product<'a> {
-    weight: &'a [f32],
+    /// All the weights, [`pack`]ed.
+    packed: &'a [f32],
     inputs: usize,
     pixels: usize,
     input: &'a [f32],
     epilogue: PointwiseEpilogue<'a>,
     first_row: usize,
+    /// Output channels per register block ([`block_rows`]).
+    block_rows: usize,
     output: &'a mut [f32],
 }
 
@@ -110,34 +154,41 @@ impl pulp::WithSimd for Product<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let Product {
-            weight,
+            packed,
             inputs,
             pixels,
             input,
             epilogue,
             first_row,
+            block_rows,
             output,
         } = self;
         let strip = strip_width(inputs);
         let mut start = 0;
         while start < pixels {
             let end = (start + strip).min(pixels);
-            for (index, rows_out) in output.chunks_mut(ROWS * pixels).enumerate() {
+            for (index, rows_out) in output.chunks_mut(block_rows * pixels).enumerate() {
                 let block = RowBlock {
-                    weight,
+                    packed,
                     inputs,
                     pixels,
                     input,
                     epilogue,
-                    first_row: first_row + index * ROWS,
+                    first_row: first_row + index * block_rows,
                     output: rows_out,
                     columns: start..end,
                 };
-                match block.output.len() / pixels {
-                    4 => rows::<4>(block),
-                    3 => rows::<3>(block),
-                    2 => rows::<2>(block),
-                    _ => rows::<1>(block),
+                match (block_rows == NARROW_ROWS, block.output.len() / pixels) {
+                    (true, 6) => rows::<6, 1>(block),
+                    (true, 5) => rows::<5, 1>(block),
+                    (true, 4) => rows::<4, 1>(block),
+                    (true, 3) => rows::<3, 1>(block),
+                    (true, 2) => rows::<2, 1>(block),
+                    (true, _) => rows::<1, 1>(block),
+                    (false, 4) => rows::<4, 2>(block),
+                    (false, 3) => rows::<3, 2>(block),
+                    (false, 2) => rows::<2, 2>(block),
+                    (false, _) => rows::<1, 2>(block),
                 }
             }
             start = end;
@@ -145,9 +196,9 @@ impl pulp::WithSimd for Product<'_> {
     }
 }
 
-/// Up to [`ROWS`] output channels over a range of pixels.
+/// Up to [`block_rows`] output channels over a range of pixels.
 struct RowBlock<'a> {
-    weight: &'a [f32],
+    packed: &'a [f32],
     inputs: usize,
     pixels: usize,
     input: &'a [f32],
@@ -157,11 +208,11 @@ struct RowBlock<'a> {
     columns: std::ops::Range<usize>,
 }
 
-/// `R` output channels: 32, then 16 pixels at a time in registers, then a scalar tail.
+/// `R` output channels: `V * 16` pixels at a time in registers, then 16, then a scalar tail.
 #[inline(always)]
-fn rows<const R: usize>(block: RowBlock) {
+fn rows<const R: usize, const V: usize>(block: RowBlock) {
     let RowBlock {
-        weight,
+        packed,
         inputs,
         pixels,
         input,
@@ -170,8 +221,7 @@ fn rows<const R: usize>(block: RowBlock) {
         output,
         columns,
     } = block;
-    let weights: [&[f32]; R] =
-        std::array::from_fn(|r| &weight[(first_row + r) * inputs..(first_row + r + 1) * inputs]);
+    let (weights, _) = packed[first_row * inputs..(first_row + R) * inputs].as_chunks::<R>();
     let bias: [f32; R] = std::array::from_fn(|r| epilogue.bias[first_row + r]);
     fn rows_of<const R: usize>(values: &[f32], first_row: usize, pixels: usize) -> [&[f32]; R] {
         std::array::from_fn(|r| &values[(first_row + r) * pixels..(first_row + r + 1) * pixels])
@@ -190,21 +240,21 @@ fn rows<const R: usize>(block: RowBlock) {
     let mut outputs: [&mut [f32]; R] =
         std::array::from_fn(|_| rows_out.next().expect("R rows in the block"));
     let mut column = columns.start;
-    while column + 2 * LANES <= columns.end {
-        let acc = accumulate::<R, 2>(&weights, input, pixels, column);
+    while column + V * LANES <= columns.end {
+        let acc = accumulate::<R, V>(weights, input, pixels, column);
         store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
-        column += 2 * LANES;
+        column += V * LANES;
     }
-    if column + LANES <= columns.end {
-        let acc = accumulate::<R, 1>(&weights, input, pixels, column);
+    if V > 1 && column + LANES <= columns.end {
+        let acc = accumulate::<R, 1>(weights, input, pixels, column);
         store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
         column += LANES;
     }
     for pixel in column..columns.end {
         for r in 0..R {
             let mut acc = 0f32;
-            for (i, w) in weights[r].iter().enumerate() {
-                acc = w.mul_add(input[i * pixels + pixel], acc);
+            for (i, w) in weights.iter().enumerate() {
+                acc = w[r].mul_add(input[i * pixels + pixel], acc);
             }
             let residual = extras.residual.map_or(0.0, |res| res[r][pixel]);
             let addend = extras.addend.map_or(0.0, |add| add[r][pixel]);
@@ -216,23 +266,21 @@ fn rows<const R: usize>(block: RowBlock) {
 /// The `R x (V * LANES)` block at `column`, summed over every input channel in order.
 #[inline(always)]
 fn accumulate<const R: usize, const V: usize>(
-    weights: &[&[f32]; R],
+    weights: &[[f32; R]],
     input: &[f32],
     pixels: usize,
     column: usize,
 ) -> [[[f32; LANES]; V]; R] {
     let mut acc = [[[0f32; LANES]; V]; R];
-    let inputs = weights[0].len();
-    for i in 0..inputs {
+    for (i, w) in weights.iter().enumerate() {
         let row = &input[i * pixels + column..i * pixels + column + V * LANES];
         for v in 0..V {
             let x: &[f32; LANES] = row[v * LANES..(v + 1) * LANES]
                 .try_into()
                 .expect("a full vector of pixels");
             for r in 0..R {
-                let w = weights[r][i];
                 for lane in 0..LANES {
-                    acc[r][v][lane] = w.mul_add(x[lane], acc[r][v][lane]);
+                    acc[r][v][lane] = w[r].mul_add(x[lane], acc[r][v][lane]);
                 }
             }
         }
@@ -315,8 +363,8 @@ mod tests {
 
     #[test]
     fn should_match_a_naive_product_with_every_remainder() {
-        // Output channels around the 4-row block, pixels around the 32 and 16 blocks.
-        for out in [1, 3, 4, 6, 9] {
+        // Output channels around the 4- and 6-row blocks, pixels around the 32 and 16 blocks.
+        for out in [1, 3, 4, 5, 6, 7, 9, 12, 13] {
             for pixels in [1, 15, 16, 17, 31, 32, 33, 49, 64] {
                 let inputs = 7;
                 let weight = values(out * inputs, 1);
