@@ -698,7 +698,8 @@ pub fn depthwise_planes(
         (false, true) => Epilogue::Affine,
         (false, false) => Epilogue::None,
     };
-    let mut output = vec![0f32; planes * plane_out];
+    // Every output plane is written whole: a recycled buffer needs no zeroing.
+    let mut output = crate::scratch::take(planes * plane_out);
     let compute = |scratch: &mut Scratch, (index, out_plane): (usize, &mut [f32])| {
         let channel = index % channels;
         let (s, b) = affine.map_or((1.0, 0.0), |(scale, shift)| {

@@ -8,7 +8,9 @@
 //! - Inference, on plain `f32` data or on tensors of a device without autodiff: [`fast`]
 //!   (batch norm fused with a vectorised swish, the register-blocked depthwise kernel, the
 //!   direct stem, max pooling) and [`matmul`] (the 1x1 convolutions' product with its
-//!   epilogue), compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time.
+//!   epilogue), compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time;
+//!   their output buffers come from [`scratch`], which recycles the ones the engine is done
+//!   with.
 //! - Training on Burn's `flex` backend, as custom autodiff ops with their own backward:
 //!   [`dwconv`] (depthwise convolution), [`act`] (swish and sigmoid), [`norm`] (batch norm
 //!   with batch statistics accumulated in `f64`, which Burn's `f32` reductions round visibly);
@@ -56,3 +58,4 @@ pub mod dwconv;
 pub mod fast;
 pub mod matmul;
 pub mod norm;
+pub mod scratch;

@@ -61,7 +61,8 @@ pub fn pointwise(
     for extra in [epilogue.residual, epilogue.addend].into_iter().flatten() {
         assert_eq!(extra.len(), out * pixels, "residual and addend shapes");
     }
-    let mut output = vec![0f32; out * pixels];
+    // Every element is written below: a recycled buffer needs no zeroing.
+    let mut output = crate::scratch::take(out * pixels);
     let block_rows = block_rows();
     let packed = pack(weight, [out, inputs], block_rows);
     let product = |(first_row, rows): (usize, &mut [f32])| {

@@ -43,6 +43,14 @@ pub struct Map {
     pub data: Vec<f32>,
 }
 
+/// A map's buffer goes back to the kernels' scratch ([`ant_kernels::scratch`]) when the map
+/// is dropped, for the next kernel output of this thread to reuse without zeroing.
+impl Drop for Map {
+    fn drop(&mut self) {
+        ant_kernels::scratch::recycle(std::mem::take(&mut self.data));
+    }
+}
+
 impl Map {
     /// A map from its values.
     ///
@@ -60,6 +68,11 @@ impl Map {
             width,
             data,
         }
+    }
+
+    /// Its values, taken out of the map (which then gives nothing back to the scratch).
+    pub fn into_data(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
 
     /// The map of the single image of a `[1, C, H, W]` tensor.
@@ -293,7 +306,7 @@ impl Pointwise {
     /// half of a fusion module, whose bias is zero).
     pub fn product(&self, x: &Map) -> Vec<f32> {
         self.run_with(&self.weight, x, None, Activation::Identity, None)
-            .data
+            .into_data()
     }
 
     /// `W x + b + partial`, the activation, `+ residual`: a convolution over the channels of

@@ -326,7 +326,7 @@ impl Stream {
 
     fn release(&mut self, feature: Feature) {
         if let Some(owner) = feature.owner {
-            self.sites[owner].output = feature.map.data;
+            self.sites[owner].output = feature.map.into_data();
         }
     }
 
@@ -465,8 +465,8 @@ impl Stream {
                 x.width,
                 std::mem::take(&mut site.reference),
             );
-            output = conv.run(&reference, activation, None).data;
-            self.sites[index].reference = reference.data;
+            output = conv.run(&reference, activation, None).into_data();
+            self.sites[index].reference = reference.into_data();
         } else if computed > 0 {
             let moved = moved.as_ref().expect("a partial frame has moved positions");
             let product = pointwise(
@@ -548,10 +548,10 @@ impl Stream {
             Some(runs) => {
                 depthwise_runs(conv, &reference, &runs, [out_h, out_w], &mut output);
             }
-            None if computed > 0 => output = conv.run(&reference).data,
+            None if computed > 0 => output = conv.run(&reference).into_data(),
             None => {}
         }
-        self.sites[index].reference = reference.data;
+        self.sites[index].reference = reference.into_data();
         Feature {
             map: Map::new(x.channels, out_h, out_w, output),
             owner: Some(index),
@@ -601,7 +601,7 @@ impl Stream {
             std::mem::take(&mut site.reference),
         );
         if skip_kernel == SkipKernel::Dense || computed == out_h * out_w {
-            output = detector.stem(&reference).data;
+            output = detector.stem(&reference).into_data();
         } else if computed > 0 {
             let positions = positions.expect("a partial frame has a mask");
             let columns = stem_columns(&reference, kernel, out_w, &positions);
@@ -618,7 +618,7 @@ impl Stream {
             );
             scatter_columns(&product, &mut output, out_h * out_w, &positions);
         }
-        self.sites[index].reference = reference.data;
+        self.sites[index].reference = reference.into_data();
         Feature {
             map: Map::new(conv.out_channels, out_h, out_w, output),
             owner: Some(index),
