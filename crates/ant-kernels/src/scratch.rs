@@ -5,9 +5,9 @@
 //! zeroes it: on D0 at 512 px that memset was 7% of a frame, a whole extra pass over maps of
 //! up to 25 MB. [`take`] hands such a kernel a buffer a caller gave back with [`recycle`]
 //! (its old values still in it), or a fresh zeroed one when none is large enough; the CPU
-//! engine's maps (`ant_supernet::prepared::Map`) give their buffers back when dropped. Each thread keeps its own few buffers, so
-//! nothing is shared or locked, and nothing is unsafe: a stale value is only ever
-//! overwritten.
+//! engine's maps (`ant_supernet::prepared::Map`) give their buffers back when dropped. Each
+//! thread keeps its own few buffers, so nothing is shared or locked, and nothing is unsafe:
+//! a stale value is only ever overwritten.
 
 use std::cell::RefCell;
 
