@@ -314,16 +314,9 @@ impl Geometry {
             if self.stride == 1 {
                 target[self.pad_left..self.pad_left + self.width].copy_from_slice(source);
             } else {
-                // Source value i lands on padded column i + pad_left: the even columns first,
-                // then the odd ones (see `split_index`), each a strided run of the source.
+                // The even columns first, then the odd ones (see `split_index`).
                 let (even, odd) = target.split_at_mut(self.even_w);
-                for (first, half) in [(self.pad_left % 2, even), (1 - self.pad_left % 2, odd)] {
-                    let start = (self.pad_left + first) / 2;
-                    let values = source.iter().skip(first).step_by(2);
-                    for (t, &v) in half[start..].iter_mut().zip(values) {
-                        *t = v;
-                    }
-                }
+                crate::fast::split_row(source, self.pad_left, even, odd);
             }
         }
         padded

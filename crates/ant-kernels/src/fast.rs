@@ -305,9 +305,10 @@ fn depthwise_plane(
 /// padded column `c = i + pad_left` goes to `even[c / 2]` or `odd[c / 2]`. After a leading
 /// odd column the values come in (even, odd) pairs of the same index: a loop without
 /// branches that the compiler vectorises (the branch per value measured 1.5x slower on D0's
-/// largest stride-2 layer).
+/// largest stride-2 layer). The inference kernels and the training depthwise op
+/// ([`crate::dwconv`]) pad through it.
 #[inline(always)]
-fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: &mut [f32]) {
+pub(crate) fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: &mut [f32]) {
     let mut rest = source;
     if pad_left % 2 == 1 {
         odd[pad_left / 2] = source[0];
