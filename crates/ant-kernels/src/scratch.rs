@@ -18,6 +18,7 @@ const KEPT: usize = 8;
 const KEPT_BYTES: usize = 64 << 20;
 
 thread_local! {
+    /// This thread's kept buffers, by increasing capacity.
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -26,13 +27,8 @@ thread_local! {
 /// `len` values, else a new one.
 pub fn take(len: usize) -> Vec<f32> {
     let kept = FREE.with_borrow_mut(|free| {
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, buffer)| buffer.capacity() >= len)
-            .min_by_key(|(_, buffer)| buffer.capacity())
-            .map(|(index, _)| index)?;
-        Some(free.remove(best))
+        let fits = free.partition_point(|buffer| buffer.capacity() < len);
+        (fits < free.len()).then(|| free.remove(fits))
     });
     match kept {
         Some(mut buffer) => {
@@ -47,22 +43,15 @@ pub fn take(len: usize) -> Vec<f32> {
 /// Gives a buffer back for [`take`] on this thread (beyond [`KEPT`] buffers or
 /// [`KEPT_BYTES`], the smallest are dropped).
 pub fn recycle(buffer: Vec<f32>) {
-    if buffer.capacity() == 0 || buffer.capacity() * size_of::<f32>() > KEPT_BYTES {
+    let bytes = |buffer: &Vec<f32>| buffer.capacity() * size_of::<f32>();
+    if buffer.capacity() == 0 || bytes(&buffer) > KEPT_BYTES {
         return;
     }
     FREE.with_borrow_mut(|free| {
-        free.push(buffer);
-        let bytes = |free: &Vec<Vec<f32>>| -> usize {
-            free.iter().map(|b| b.capacity() * size_of::<f32>()).sum()
-        };
-        while free.len() > KEPT || bytes(free) > KEPT_BYTES {
-            let smallest = free
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, buffer)| buffer.capacity())
-                .map(|(index, _)| index)
-                .expect("buffers are kept");
-            free.swap_remove(smallest);
+        let at = free.partition_point(|kept| kept.capacity() < buffer.capacity());
+        free.insert(at, buffer);
+        while free.len() > KEPT || free.iter().map(bytes).sum::<usize>() > KEPT_BYTES {
+            free.remove(0);
         }
     });
 }
