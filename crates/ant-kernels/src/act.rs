@@ -7,8 +7,8 @@
 //! one custom op whose state is only the input; the backward recomputes `s` from it and writes
 //! `dx = g * s * (1 + x * (1 - s))` in one pass, over the output's gradient `g`. Both loops
 //! are compiled for AVX-512, AVX2 + FMA and the baseline and picked at run time
-//! ([`crate::fast::simd`]), with the same bits on each. The sigmoid (the squeeze-excite gate) shares
-//! the machinery with `dx = g * s * (1 - s)`.
+//! ([`crate::fast::simd`]), with the same bits on each. The sigmoid (the squeeze-excite gate)
+//! shares the machinery with `dx = g * s * (1 - s)`.
 //!
 //! Off autodiff flex (plain flex, wgpu, other dtypes) these are Burn's ops; plain flex keeps
 //! its inference fast path in [`crate::fast`].
@@ -177,38 +177,42 @@ fn backward_chunk(kind: Kind, x: &[f32], grad: &mut [f32]) {
 
 fn forward_values(kind: Kind, x: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
-    if x.len() <= 2 * CHUNK {
-        simd(
-            #[inline(always)]
-            || forward_chunk(kind, &mut y, x),
-        );
-    } else {
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                simd(
-                    #[inline(always)]
-                    || forward_chunk(kind, y, x),
-                )
-            });
-    }
+    over_chunks(
+        &mut y,
+        x,
+        #[inline(always)]
+        |y, x| forward_chunk(kind, y, x),
+    );
     y
 }
 
 fn backward_in_place(kind: Kind, x: &[f32], grad: &mut [f32]) {
     assert_eq!(x.len(), grad.len(), "gradient and input sizes differ");
+    over_chunks(
+        grad,
+        x,
+        #[inline(always)]
+        |grad, x| backward_chunk(kind, x, grad),
+    );
+}
+
+/// `kernel(out, x)` over matching chunks of `out` and `x`, compiled for this CPU's widest
+/// instruction set ([`simd`]): in one call when small, else [`CHUNK`] values per parallel
+/// task. Mark `kernel` `#[inline(always)]`, as [`simd`] asks.
+#[inline(always)]
+fn over_chunks(out: &mut [f32], x: &[f32], kernel: impl Fn(&mut [f32], &[f32]) + Sync) {
     if x.len() <= 2 * CHUNK {
         simd(
             #[inline(always)]
-            || backward_chunk(kind, x, grad),
+            || kernel(out, x),
         );
     } else {
-        grad.par_chunks_mut(CHUNK)
+        out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(grad, x)| {
+            .for_each(|(out, x)| {
                 simd(
                     #[inline(always)]
-                    || backward_chunk(kind, x, grad),
+                    || kernel(out, x),
                 )
             });
     }
