@@ -98,9 +98,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// backward pass and returns the replica's gradients with whatever numbers the caller wants
 /// back. Replica `i` lives on `devices[i % devices.len()]` (plain devices; `master` is the
 /// model's). Replicas on `master` run as tasks of Rayon's global pool, replicas on other
-/// devices on threads of their own. Returns the
-/// summed gradients (on `master`) and the per-shard numbers (in shard order); `model`'s
-/// batch-norm running statistics become the average of the replicas'.
+/// devices on threads of their own. Returns the summed gradients (on `master`) and the
+/// per-shard numbers (in shard order); `model`'s batch-norm running statistics become the
+/// average of the replicas'.
 ///
 /// Everything that touches a replica's device (moving the model there, the forward and
 /// backward, moving gradients and statistics back to `master`) runs inside that replica's
