@@ -57,6 +57,9 @@ fn main() {
             let y = pointwise(&weight, [out, inputs, pixels], &input, epilogue);
             best = best.min(start.elapsed().as_secs_f64());
             check += y[y.len() / 3] as f64;
+            // Back to the kernel's buffers, as the engine's maps do: a fresh buffer each call
+            // would time the allocator's zeroing and page faults instead of the product.
+            ant_kernels::scratch::recycle(y);
         }
         let gflops = 2.0 * (out * inputs * pixels) as f64 / best / 1e9;
         total += best * count as f64;
