@@ -6,9 +6,9 @@
 //! residual, and the dispatch of a tensor op per convolution, on layers whose products take
 //! tens of microseconds. This kernel computes blocks of output channels x pixels in
 //! registers (4 x 32 on AVX-512: 8 vectors; 6 x 16 on AVX2: 12 vectors; chosen at run time
-//! by `pulp`), reading each block's weights from one contiguous run (packed per call),
-//! accumulating with fused multiply-adds in input-channel order, and writes each block once,
-//! finished.
+//! by `pulp`), reading each block's weights from one contiguous run (packed per call) and
+//! its pixels from panels of the input packed per strip, accumulating with fused
+//! multiply-adds in input-channel order, and writes each block once, finished.
 //! Every output is the same sequence of fused multiply-adds on every instruction set (the
 //! baseline's `mul_add` is the correctly rounded libm one), so results do not depend on the
 //! CPU.
@@ -126,12 +126,35 @@ fn block_rows() -> usize {
     }
 }
 
-/// Pixels per column strip for `inputs` input channels: the strip of the input
-/// (`inputs x strip` values) stays in the L1 cache while every row block of the output
-/// reads it, instead of the whole input streaming through the cache once per row block.
+/// Pixels per column strip for `inputs` input channels: the strip's packed panels
+/// (`inputs x strip` values, [`pack_panels`]) stay in the L2 cache while every row block of
+/// the output reads them, and each row block's weights stay in L1 across the strip.
 fn strip_width(inputs: usize) -> usize {
-    let fits = (12 * 1024 / inputs.max(1)) / (2 * LANES) * (2 * LANES);
-    fits.clamp(2 * LANES, 16 * 2 * LANES)
+    let fits = (STRIP_VALUES / inputs.max(1)) / (2 * LANES) * (2 * LANES);
+    fits.clamp(2 * LANES, 32 * 2 * LANES)
+}
+
+/// The packed input values a strip holds at most (before the clamp of [`strip_width`]).
+const STRIP_VALUES: usize = 32 * 1024;
+
+/// Copies the `panels` full panels of `width` pixels from pixel `start` on, each input
+/// channel's `width` values after the previous channel's: panel `j` is
+/// `packed[j * inputs * width..]`, `[inputs, width]` row-major. The product then reads its
+/// input in one forward run per panel instead of one cache line per input channel, `pixels`
+/// apart (as many hardware prefetch streams, and pages, as there are input channels).
+fn pack_panels(
+    input: &[f32],
+    [inputs, pixels]: [usize; 2],
+    start: usize,
+    width: usize,
+    packed: &mut [f32],
+) {
+    for (j, panel) in packed.chunks_exact_mut(inputs * width).enumerate() {
+        let column = start + j * width;
+        for (i, values) in panel.chunks_exact_mut(width).enumerate() {
+            values.copy_from_slice(&input[i * pixels + column..i * pixels + column + width]);
+        }
+    }
 }
 
 /// Output rows `first_row..` of a product (a whole number of row blocks, the last one
@@ -165,15 +188,26 @@ impl pulp::WithSimd for Product<'_> {
             output,
         } = self;
         let strip = strip_width(inputs);
+        // Panels of 16 pixels on AVX2 (6 x 16 blocks), 32 on AVX-512 and the baseline.
+        let width = if block_rows == NARROW_ROWS {
+            LANES
+        } else {
+            2 * LANES
+        };
+        let mut packed_input = crate::scratch::take(inputs * strip);
         let mut start = 0;
         while start < pixels {
             let end = (start + strip).min(pixels);
+            let panels = (end - start) / width;
+            let packed_strip = &mut packed_input[..panels * inputs * width];
+            pack_panels(input, [inputs, pixels], start, width, packed_strip);
             for (index, rows_out) in output.chunks_mut(block_rows * pixels).enumerate() {
                 let block = RowBlock {
                     packed,
                     inputs,
                     pixels,
                     input,
+                    panels: packed_strip,
                     epilogue,
                     first_row: first_row + index * block_rows,
                     output: rows_out,
@@ -194,6 +228,7 @@ impl pulp::WithSimd for Product<'_> {
             }
             start = end;
         }
+        crate::scratch::recycle(packed_input);
     }
 }
 
@@ -203,13 +238,16 @@ struct RowBlock<'a> {
     inputs: usize,
     pixels: usize,
     input: &'a [f32],
+    /// The strip's full panels of `V * 16` pixels from `columns.start` on, [`pack_panels`]ed.
+    panels: &'a [f32],
     epilogue: PointwiseEpilogue<'a>,
     first_row: usize,
     output: &'a mut [f32],
     columns: std::ops::Range<usize>,
 }
 
-/// `R` output channels: `V * 16` pixels at a time in registers, then 16, then a scalar tail.
+/// `R` output channels: the packed panels of `V * 16` pixels in registers, then 16 more
+/// pixels, then a scalar tail (both read from the unpacked input).
 #[inline(always)]
 fn rows<const R: usize, const V: usize>(block: RowBlock) {
     let RowBlock {
@@ -217,6 +255,7 @@ fn rows<const R: usize, const V: usize>(block: RowBlock) {
         inputs,
         pixels,
         input,
+        panels,
         epilogue,
         first_row,
         output,
@@ -241,8 +280,8 @@ fn rows<const R: usize, const V: usize>(block: RowBlock) {
     let mut outputs: [&mut [f32]; R] =
         std::array::from_fn(|_| rows_out.next().expect("R rows in the block"));
     let mut column = columns.start;
-    while column + V * LANES <= columns.end {
-        let acc = accumulate::<R, V>(weights, input, pixels, column);
+    for panel in panels.chunks_exact(inputs * V * LANES) {
+        let acc = accumulate_panel::<R, V>(weights, panel);
         store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
         column += V * LANES;
     }
@@ -264,7 +303,28 @@ fn rows<const R: usize, const V: usize>(block: RowBlock) {
     }
 }
 
-/// The `R x (V * LANES)` block at `column`, summed over every input channel in order.
+/// The `R x (V * LANES)` block of a packed panel, summed over every input channel in order.
+#[inline(always)]
+fn accumulate_panel<const R: usize, const V: usize>(
+    weights: &[[f32; R]],
+    panel: &[f32],
+) -> [[[f32; LANES]; V]; R] {
+    let mut acc = [[[0f32; LANES]; V]; R];
+    let (vectors, _) = panel.as_chunks::<LANES>();
+    for (w, x) in weights.iter().zip(vectors.chunks_exact(V)) {
+        for v in 0..V {
+            for r in 0..R {
+                for lane in 0..LANES {
+                    acc[r][v][lane] = w[r].mul_add(x[v][lane], acc[r][v][lane]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// The `R x (V * LANES)` block at `column` of the unpacked input, summed over every input
+/// channel in order.
 #[inline(always)]
 fn accumulate<const R: usize, const V: usize>(
     weights: &[[f32; R]],
@@ -408,10 +468,11 @@ mod tests {
 
     #[test]
     fn should_match_a_naive_product_across_pixel_strips() {
-        // 400 input channels: strips of 32 pixels, so 100 pixels are three strips and a tail
-        // of 4; 1,000 pixels end with a strip of 8.
-        assert_eq!(strip_width(400), 2 * LANES);
-        assert_eq!(strip_width(7), 16 * 2 * LANES);
+        // 400 input channels: strips of 64 pixels, so 100 pixels are a strip and a short one
+        // of two 16-pixel panels (one of 32) and a tail of 4; 1,000 pixels end with a strip
+        // of 40. 7 inputs: strips of 1,024 pixels, then 476.
+        assert_eq!(strip_width(400), 4 * LANES);
+        assert_eq!(strip_width(7), 64 * LANES);
         for (out, inputs, pixels) in [(5, 400, 100), (9, 400, 1000), (6, 7, 1500)] {
             let weight = values(out * inputs, 11);
             let input = values(inputs * pixels, 12);
