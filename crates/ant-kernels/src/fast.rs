@@ -14,22 +14,28 @@ use burn::tensor::{Tensor, TensorData};
 
 /// `exp(x)` for `f32` with range reduction and a degree-6 Taylor polynomial (relative error
 /// about 1e-7 over the clamped range [-87, 88]); branch-free, so loops over it vectorise.
+/// Reduction and polynomial are fused multiply-adds: one instruction each on AVX2 and
+/// AVX-512 (a third fewer than a multiply and an add, swish 0.86 -> 0.58 ns a value in the
+/// 1x1 product's epilogue), and the same correctly rounded result on every instruction set
+/// (the x86-64 baseline calls libm's `fmaf`, slowly).
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
-    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, MAGIC);
     // The low mantissa bits of `shifted` hold k; integer ops on the bits keep this vectorised
     // (a float-to-int `as` cast would saturate element by element).
     let k = shifted - MAGIC;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (0.166_666_67
-                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_888_9)))));
+    let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, x));
+    let p = 0.001_388_888_9f32
+        .mul_add(r, 0.008_333_334)
+        .mul_add(r, 0.041_666_668)
+        .mul_add(r, 0.166_666_67)
+        .mul_add(r, 0.5)
+        .mul_add(r, 1.0)
+        .mul_add(r, 1.0);
     let two_to_k = (shifted
         .to_bits()
         .wrapping_sub(MAGIC.to_bits())
