@@ -43,6 +43,27 @@ fn finish(value: f32, bias: f32, addend: f32, swish: bool, residual: f32) -> f32
     y + residual
 }
 
+/// The right-hand side of a [`product`], `[inputs, pixels]`.
+#[derive(Clone, Copy, Debug)]
+pub enum Columns<'a> {
+    /// Stored row-major: a 1x1 convolution's input.
+    Rows(&'a [f32]),
+    /// Gathered while packing, an im2col without the matrix: row `i` at output pixel `p`
+    /// (output row `p / out_w`, column `p % out_w`) is
+    /// `source[(p / out_w) * row_step + offsets[i] + p % out_w]`. A dense convolution's taps
+    /// (the stem's), each a run of `out_w` values per output row.
+    Taps {
+        /// The values the taps read (for the stem: the padded, column-split image planes).
+        source: &'a [f32],
+        /// From one output row's runs to the next's.
+        row_step: usize,
+        /// Output pixels per output row.
+        out_w: usize,
+        /// Where each tap's run starts for output row 0, one per input row.
+        offsets: &'a [usize],
+    },
+}
+
 /// `weight` `[out, inputs]` times `input` `[inputs, pixels]` (both row-major), then the
 /// epilogue; returns `[out, pixels]`. Row blocks run in parallel (rayon) when the product
 /// is large.
@@ -55,8 +76,43 @@ pub fn pointwise(
     input: &[f32],
     epilogue: PointwiseEpilogue,
 ) -> Vec<f32> {
+    product(
+        weight,
+        [out, inputs, pixels],
+        Columns::Rows(input),
+        epilogue,
+    )
+}
+
+/// `weight` `[out, inputs]` times `columns` `[inputs, pixels]`, then the epilogue; returns
+/// `[out, pixels]`: [`pointwise`] for any [`Columns`].
+///
+/// # Panics
+/// When the slices do not have the stated shapes, or a tap reads past its source.
+pub fn product(
+    weight: &[f32],
+    [out, inputs, pixels]: [usize; 3],
+    columns: Columns,
+    epilogue: PointwiseEpilogue,
+) -> Vec<f32> {
     assert_eq!(weight.len(), out * inputs, "pointwise weight shape");
-    assert_eq!(input.len(), inputs * pixels, "pointwise input shape");
+    match columns {
+        Columns::Rows(input) => {
+            assert_eq!(input.len(), inputs * pixels, "pointwise input shape");
+        }
+        Columns::Taps {
+            source,
+            row_step,
+            out_w,
+            offsets,
+        } => {
+            assert_eq!(offsets.len(), inputs, "one offset per tap");
+            assert!(out_w > 0 && pixels % out_w == 0, "whole output rows");
+            let last_row = (pixels / out_w).saturating_sub(1) * row_step;
+            let reach = offsets.iter().map(|o| last_row + o + out_w).max();
+            assert!(reach.unwrap_or(0) <= source.len(), "taps within the source");
+        }
+    }
     assert_eq!(epilogue.bias.len(), out, "one bias per output channel");
     for extra in [epilogue.residual, epilogue.addend].into_iter().flatten() {
         assert_eq!(extra.len(), out * pixels, "residual and addend shapes");
@@ -70,7 +126,7 @@ pub fn pointwise(
             packed: &packed,
             inputs,
             pixels,
-            input,
+            columns,
             epilogue,
             first_row,
             block_rows,
@@ -137,22 +193,55 @@ fn strip_width(inputs: usize) -> usize {
 /// The packed input values a strip holds at most (before the clamp of [`strip_width`]).
 const STRIP_VALUES: usize = 32 * 1024;
 
-/// Copies the `panels` full panels of `width` pixels from pixel `start` on, each input
-/// channel's `width` values after the previous channel's: panel `j` is
-/// `packed[j * inputs * width..]`, `[inputs, width]` row-major. The product then reads its
-/// input in one forward run per panel instead of one cache line per input channel, `pixels`
-/// apart (as many hardware prefetch streams, and pages, as there are input channels).
+/// Fills `packed` with the panels of `width` pixels from pixel `start` to `end`, each input
+/// row's `width` values after the previous row's: panel `j` is
+/// `packed[j * inputs * width..]`, `[inputs, width]` row-major; the last panel's values past
+/// `end` are zeros. The product then reads its input in one forward run per panel instead
+/// of one cache line per input row, `pixels` apart (as many hardware prefetch streams, and
+/// pages, as there are input rows).
 fn pack_panels(
-    input: &[f32],
+    columns: Columns,
     [inputs, pixels]: [usize; 2],
     start: usize,
+    end: usize,
     width: usize,
     packed: &mut [f32],
 ) {
     for (j, panel) in packed.chunks_exact_mut(inputs * width).enumerate() {
-        let column = start + j * width;
-        for (i, values) in panel.chunks_exact_mut(width).enumerate() {
-            values.copy_from_slice(&input[i * pixels + column..i * pixels + column + width]);
+        let first = start + j * width;
+        let count = width.min(end - first);
+        let rows = panel.chunks_exact_mut(width);
+        match columns {
+            Columns::Rows(input) => {
+                for (i, values) in rows.enumerate() {
+                    let at = i * pixels + first;
+                    values[..count].copy_from_slice(&input[at..at + count]);
+                }
+            }
+            Columns::Taps {
+                source,
+                row_step,
+                out_w,
+                offsets,
+            } => {
+                for (values, offset) in rows.zip(offsets) {
+                    // The panel's pixels, one run per output row they fall in.
+                    let mut done = 0;
+                    while done < count {
+                        let pixel = first + done;
+                        let (y, x) = (pixel / out_w, pixel % out_w);
+                        let run = (count - done).min(out_w - x);
+                        let at = y * row_step + offset + x;
+                        values[done..done + run].copy_from_slice(&source[at..at + run]);
+                        done += run;
+                    }
+                }
+            }
+        }
+        if count < width {
+            for values in panel.chunks_exact_mut(width) {
+                values[count..].fill(0.0);
+            }
         }
     }
 }
@@ -164,7 +253,7 @@ struct Product<'a> {
     packed: &'a [f32],
     inputs: usize,
     pixels: usize,
-    input: &'a [f32],
+    columns: Columns<'a>,
     epilogue: PointwiseEpilogue<'a>,
     first_row: usize,
     /// Output channels per register block ([`block_rows`]).
@@ -181,7 +270,7 @@ impl pulp::WithSimd for Product<'_> {
             packed,
             inputs,
             pixels,
-            input,
+            columns,
             epilogue,
             first_row,
             block_rows,
@@ -198,15 +287,14 @@ impl pulp::WithSimd for Product<'_> {
         let mut start = 0;
         while start < pixels {
             let end = (start + strip).min(pixels);
-            let panels = (end - start) / width;
+            let panels = (end - start).div_ceil(width);
             let packed_strip = &mut packed_input[..panels * inputs * width];
-            pack_panels(input, [inputs, pixels], start, width, packed_strip);
+            pack_panels(columns, [inputs, pixels], start, end, width, packed_strip);
             for (index, rows_out) in output.chunks_mut(block_rows * pixels).enumerate() {
                 let block = RowBlock {
                     packed,
                     inputs,
                     pixels,
-                    input,
                     panels: packed_strip,
                     epilogue,
                     first_row: first_row + index * block_rows,
@@ -237,8 +325,7 @@ struct RowBlock<'a> {
     packed: &'a [f32],
     inputs: usize,
     pixels: usize,
-    input: &'a [f32],
-    /// The strip's full panels of `V * 16` pixels from `columns.start` on, [`pack_panels`]ed.
+    /// The panels of `V * 16` pixels of `columns`, [`pack_panels`]ed.
     panels: &'a [f32],
     epilogue: PointwiseEpilogue<'a>,
     first_row: usize,
@@ -246,15 +333,14 @@ struct RowBlock<'a> {
     columns: std::ops::Range<usize>,
 }
 
-/// `R` output channels: the packed panels of `V * 16` pixels in registers, then 16 more
-/// pixels, then a scalar tail (both read from the unpacked input).
+/// `R` output channels, a packed panel of `V * 16` pixels at a time in registers; of the
+/// last panel only the pixels before `columns.end` are stored.
 #[inline(always)]
 fn rows<const R: usize, const V: usize>(block: RowBlock) {
     let RowBlock {
         packed,
         inputs,
         pixels,
-        input,
         panels,
         epilogue,
         first_row,
@@ -282,24 +368,13 @@ fn rows<const R: usize, const V: usize>(block: RowBlock) {
     let mut column = columns.start;
     for panel in panels.chunks_exact(inputs * V * LANES) {
         let acc = accumulate_panel::<R, V>(weights, panel);
-        store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
-        column += V * LANES;
-    }
-    if V > 1 && column + LANES <= columns.end {
-        let acc = accumulate::<R, 1>(weights, input, pixels, column);
-        store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
-        column += LANES;
-    }
-    for pixel in column..columns.end {
-        for r in 0..R {
-            let mut acc = 0f32;
-            for (i, w) in weights.iter().enumerate() {
-                acc = w[r].mul_add(input[i * pixels + pixel], acc);
-            }
-            let residual = extras.residual.map_or(0.0, |res| res[r][pixel]);
-            let addend = extras.addend.map_or(0.0, |add| add[r][pixel]);
-            outputs[r][pixel] = finish(acc, bias[r], addend, epilogue.swish, residual);
+        if column + V * LANES <= columns.end {
+            store(&acc, &bias, epilogue.swish, &extras, &mut outputs, column);
+        } else {
+            let part = column..columns.end;
+            store_part(&acc, &bias, epilogue.swish, &extras, &mut outputs, part);
         }
+        column += V * LANES;
     }
 }
 
@@ -316,32 +391,6 @@ fn accumulate_panel<const R: usize, const V: usize>(
             for r in 0..R {
                 for lane in 0..LANES {
                     acc[r][v][lane] = w[r].mul_add(x[v][lane], acc[r][v][lane]);
-                }
-            }
-        }
-    }
-    acc
-}
-
-/// The `R x (V * LANES)` block at `column` of the unpacked input, summed over every input
-/// channel in order.
-#[inline(always)]
-fn accumulate<const R: usize, const V: usize>(
-    weights: &[[f32; R]],
-    input: &[f32],
-    pixels: usize,
-    column: usize,
-) -> [[[f32; LANES]; V]; R] {
-    let mut acc = [[[0f32; LANES]; V]; R];
-    for (i, w) in weights.iter().enumerate() {
-        let row = &input[i * pixels + column..i * pixels + column + V * LANES];
-        for v in 0..V {
-            let x: &[f32; LANES] = row[v * LANES..(v + 1) * LANES]
-                .try_into()
-                .expect("a full vector of pixels");
-            for r in 0..R {
-                for lane in 0..LANES {
-                    acc[r][v][lane] = w[r].mul_add(x[lane], acc[r][v][lane]);
                 }
             }
         }
@@ -393,6 +442,28 @@ fn store<const R: usize, const V: usize>(
                     residual[lane],
                 );
             }
+        }
+    }
+}
+
+/// The outputs at `pixels` of a block, fewer than its `V * LANES` (the product's last,
+/// partial panel). Out of line: inlined, it slowed the full panels' loop.
+#[cold]
+#[inline(never)]
+fn store_part<const R: usize, const V: usize>(
+    acc: &[[[f32; LANES]; V]; R],
+    bias: &[f32; R],
+    swish: bool,
+    extras: &Extras<R>,
+    outputs: &mut [&mut [f32]],
+    pixels: std::ops::Range<usize>,
+) {
+    for (r, out) in outputs.iter_mut().enumerate() {
+        for (lane, pixel) in pixels.clone().enumerate() {
+            let residual = extras.residual.map_or(0.0, |rows| rows[r][pixel]);
+            let addend = extras.addend.map_or(0.0, |rows| rows[r][pixel]);
+            let value = acc[r][lane / LANES][lane % LANES];
+            out[pixel] = finish(value, bias[r], addend, swish, residual);
         }
     }
 }
