@@ -283,7 +283,10 @@ impl pulp::WithSimd for Product<'_> {
         } else {
             2 * LANES
         };
-        let mut packed_input = crate::scratch::take(inputs * strip);
+        // Not from crate::scratch: truncated to a strip, a frame's large map buffer would
+        // have its length zeroed back the next time it is handed out.
+        let mut packed_input = PANELS.take();
+        packed_input.resize(packed_input.len().max(inputs * strip), 0.0);
         let mut start = 0;
         while start < pixels {
             let end = (start + strip).min(pixels);
@@ -316,8 +319,13 @@ impl pulp::WithSimd for Product<'_> {
             }
             start = end;
         }
-        crate::scratch::recycle(packed_input);
+        PANELS.set(packed_input);
     }
+}
+
+thread_local! {
+    /// This thread's buffer of packed panels ([`pack_panels`]), kept at its largest length.
+    static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Up to [`block_rows`] output channels over a range of pixels.
