@@ -608,35 +608,18 @@ fn fold_conv_bn(conv_bn: &ConvBn) -> Pointwise {
 /// Max pooling 3x3 stride 2 with TF "same" padding (padding never wins).
 pub(crate) fn max_pool(x: &Map) -> Map {
     let (kernel, stride) = (3, 2);
-    let (pad_top, _) = crate::nn::same_padding(x.height, kernel, stride);
-    let (pad_left, _) = crate::nn::same_padding(x.width, kernel, stride);
-    let out_h = x.height.div_ceil(stride);
-    let out_w = x.width.div_ceil(stride);
-    let mut data = vec![f32::NEG_INFINITY; x.channels * out_h * out_w];
-    for (plane, out_plane) in data.chunks_exact_mut(out_h * out_w).enumerate() {
-        let input = &x.data[plane * x.plane()..(plane + 1) * x.plane()];
-        for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
-            for ky in 0..kernel {
-                let Some(iy) = (oy * stride + ky).checked_sub(pad_top) else {
-                    continue;
-                };
-                if iy >= x.height {
-                    continue;
-                }
-                let row = &input[iy * x.width..(iy + 1) * x.width];
-                for (ox, out) in out_row.iter_mut().enumerate() {
-                    for kx in 0..kernel {
-                        if let Some(ix) = (ox * stride + kx).checked_sub(pad_left)
-                            && ix < x.width
-                        {
-                            *out = out.max(row[ix]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Map::new(x.channels, out_h, out_w, data)
+    let data = ant_kernels::fast::max_pool_planes(
+        &x.data,
+        [x.channels, x.height, x.width],
+        kernel,
+        stride,
+    );
+    Map::new(
+        x.channels,
+        x.height.div_ceil(stride),
+        x.width.div_ceil(stride),
+        data,
+    )
 }
 
 /// Burn's nearest index map: output `o` reads input `floor(o * in / out)`.
