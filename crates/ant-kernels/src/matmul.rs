@@ -48,6 +48,15 @@ fn finish(value: f32, bias: f32, addend: f32, swish: bool, residual: f32) -> f32
 pub enum Columns<'a> {
     /// Stored row-major: a 1x1 convolution's input.
     Rows(&'a [f32]),
+    /// Stored row-major, row `i` scaled by `gate[i]` while packing: a 1x1 convolution after
+    /// a squeeze-excite gate (`W (x * g)`), with no pass over either the input or the
+    /// weights for the gate.
+    Gated {
+        /// `[inputs, pixels]`, row-major.
+        input: &'a [f32],
+        /// One factor per input row.
+        gate: &'a [f32],
+    },
     /// Gathered while packing, an im2col without the matrix: row `i` at output pixel `p`
     /// (output row `p / out_w`, column `p % out_w`) is
     /// `source[(p / out_w) * row_step + offsets[i] + p % out_w]`. A dense convolution's taps
@@ -95,10 +104,63 @@ pub fn product(
     columns: Columns,
     epilogue: PointwiseEpilogue,
 ) -> Vec<f32> {
-    assert_eq!(weight.len(), out * inputs, "pointwise weight shape");
+    let weights = PackedWeights::new(weight, [out, inputs]);
+    product_packed(&weights, pixels, columns, epilogue)
+}
+
+/// A product's weights regrouped once for its register blocks (on this CPU's instruction
+/// set): a layer run every frame packs them once instead of on every call (D0's 1x1
+/// weights are 14 MB).
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    packed: Vec<f32>,
+    out: usize,
+    inputs: usize,
+    /// The rows per register block they were packed for ([`block_rows`]).
+    block_rows: usize,
+}
+
+impl PackedWeights {
+    /// From `weight` `[out, inputs]`, row-major.
+    ///
+    /// # Panics
+    /// When `weight` is not `out * inputs` values.
+    pub fn new(weight: &[f32], [out, inputs]: [usize; 2]) -> Self {
+        assert_eq!(weight.len(), out * inputs, "pointwise weight shape");
+        let block_rows = block_rows();
+        Self {
+            packed: pack(weight, [out, inputs], block_rows),
+            out,
+            inputs,
+            block_rows,
+        }
+    }
+}
+
+/// [`product`] with weights packed beforehand.
+///
+/// # Panics
+/// As [`product`].
+pub fn product_packed(
+    weights: &PackedWeights,
+    pixels: usize,
+    columns: Columns,
+    epilogue: PointwiseEpilogue,
+) -> Vec<f32> {
+    let PackedWeights {
+        packed,
+        out,
+        inputs,
+        block_rows,
+    } = weights;
+    let (out, inputs, block_rows) = (*out, *inputs, *block_rows);
     match columns {
         Columns::Rows(input) => {
             assert_eq!(input.len(), inputs * pixels, "pointwise input shape");
+        }
+        Columns::Gated { input, gate } => {
+            assert_eq!(input.len(), inputs * pixels, "pointwise input shape");
+            assert_eq!(gate.len(), inputs, "one gate per input row");
         }
         Columns::Taps {
             source,
@@ -119,11 +181,9 @@ pub fn product(
     }
     // Every element is written below: a recycled buffer needs no zeroing.
     let mut output = crate::scratch::take(out * pixels);
-    let block_rows = block_rows();
-    let packed = pack(weight, [out, inputs], block_rows);
     let product = |range: std::ops::Range<usize>, rows: &mut [&mut [f32]]| {
         pulp::Arch::new().dispatch(Product {
-            packed: &packed,
+            packed,
             inputs,
             pixels,
             columns,
@@ -234,6 +294,14 @@ fn pack_panels(
                 for (i, values) in rows.enumerate() {
                     let at = i * pixels + first;
                     values[..count].copy_from_slice(&input[at..at + count]);
+                }
+            }
+            Columns::Gated { input, gate } => {
+                for ((i, values), g) in rows.enumerate().zip(gate) {
+                    let at = i * pixels + first;
+                    for (value, x) in values[..count].iter_mut().zip(&input[at..at + count]) {
+                        *value = x * g;
+                    }
                 }
             }
             Columns::Taps {
@@ -604,6 +672,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn should_gate_the_input_rows_while_packing() {
+        // Pre-packed weights and a gate applied while packing give the bits of the plain
+        // product on a gated input (a partial last panel included).
+        let (out, inputs, pixels) = (13, 9, 50);
+        let weight = values(out * inputs, 21);
+        let input = values(inputs * pixels, 22);
+        let gate = values(inputs, 23);
+        let bias = values(out, 24);
+        let epilogue = PointwiseEpilogue {
+            bias: &bias,
+            addend: None,
+            swish: true,
+            residual: None,
+        };
+        let gated_input: Vec<f32> = input
+            .chunks_exact(pixels)
+            .zip(&gate)
+            .flat_map(|(row, g)| row.iter().map(move |x| x * g))
+            .collect();
+        let expected = pointwise(&weight, [out, inputs, pixels], &gated_input, epilogue);
+        let packed = PackedWeights::new(&weight, [out, inputs]);
+        let columns = Columns::Gated {
+            input: &input,
+            gate: &gate,
+        };
+        assert_eq!(product_packed(&packed, pixels, columns, epilogue), expected);
     }
 
     #[test]

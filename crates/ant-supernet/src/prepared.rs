@@ -29,6 +29,7 @@ use crate::head::HeadNet;
 use crate::nn::{ConvWeight, SeparableConv};
 use crate::postprocess::{Detections, detect_image};
 use ant_kernels::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
+use ant_kernels::matmul::{Columns, PackedWeights};
 
 /// One image's feature map: `channels` planes of `height x width`, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -239,7 +240,8 @@ fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 }
 
 /// A 1x1 convolution with its batch norm (and bias) folded in: `y = W x + b`, computed by
-/// [`ant_kernels::matmul::pointwise`] with the activation and residual in its epilogue.
+/// [`ant_kernels::matmul::product_packed`] (weights packed once, here) with the activation
+/// and residual in its epilogue.
 #[derive(Clone, Debug)]
 pub struct Pointwise {
     /// `[out, in]`, row-major.
@@ -247,6 +249,7 @@ pub struct Pointwise {
     pub(crate) bias: Vec<f32>,
     pub(crate) out_channels: usize,
     pub(crate) in_channels: usize,
+    packed: PackedWeights,
 }
 
 impl Pointwise {
@@ -266,11 +269,17 @@ impl Pointwise {
                 *b = *b * s + t;
             }
         }
+        Self::new(weight, bias, out_channels, in_channels)
+    }
+
+    fn new(weight: Vec<f32>, bias: Vec<f32>, out_channels: usize, in_channels: usize) -> Self {
+        let packed = PackedWeights::new(&weight, [out_channels, in_channels]);
         Self {
             weight,
             bias,
             out_channels,
             in_channels,
+            packed,
         }
     }
 
@@ -281,11 +290,11 @@ impl Pointwise {
 
     /// `W x + b`, the activation, `+ residual`.
     pub fn run(&self, x: &Map, activation: Activation, residual: Option<&Map>) -> Map {
-        self.run_with(&self.weight, x, None, activation, residual)
+        self.run_with(x, None, None, activation, residual)
     }
 
-    /// [`Self::run`] with `W`'s input columns scaled by `gate` (a squeeze-excite gate folded
-    /// into the weights: `W (x * g) = (W * g) x`).
+    /// [`Self::run`] on `x * gate` (a squeeze-excite gate, per input channel), the gate
+    /// applied while the product packs its input.
     pub fn run_gated(
         &self,
         x: &Map,
@@ -293,19 +302,13 @@ impl Pointwise {
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
-        let mut scaled = self.weight.clone();
-        for row in scaled.chunks_exact_mut(self.in_channels) {
-            for (w, g) in row.iter_mut().zip(gate) {
-                *w *= g;
-            }
-        }
-        self.run_with(&scaled, x, None, activation, residual)
+        self.run_with(x, Some(gate), None, activation, residual)
     }
 
     /// `W x + b` without activation: a partial sum other terms are added to (the key frame's
     /// half of a fusion module, whose bias is zero).
     pub fn product(&self, x: &Map) -> Vec<f32> {
-        self.run_with(&self.weight, x, None, Activation::Identity, None)
+        self.run_with(x, None, None, Activation::Identity, None)
             .into_data()
     }
 
@@ -318,22 +321,29 @@ impl Pointwise {
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
-        self.run_with(&self.weight, x, Some(partial), activation, residual)
+        self.run_with(x, None, Some(partial), activation, residual)
     }
 
     fn run_with(
         &self,
-        weight: &[f32],
         x: &Map,
+        gate: Option<&[f32]>,
         addend: Option<&[f32]>,
         activation: Activation,
         residual: Option<&Map>,
     ) -> Map {
         assert_eq!(x.channels, self.in_channels, "pointwise input channels");
-        let data = ant_kernels::matmul::pointwise(
-            weight,
-            [self.out_channels, self.in_channels, x.plane()],
-            &x.data,
+        let columns = match gate {
+            Some(gate) => Columns::Gated {
+                input: &x.data,
+                gate,
+            },
+            None => Columns::Rows(&x.data),
+        };
+        let data = ant_kernels::matmul::product_packed(
+            &self.packed,
+            x.plane(),
+            columns,
             ant_kernels::matmul::PointwiseEpilogue {
                 bias: &self.bias,
                 addend,
@@ -355,18 +365,8 @@ impl Pointwise {
             right.extend_from_slice(&row[split..]);
         }
         (
-            Self {
-                weight: left,
-                bias: self.bias.clone(),
-                out_channels: out,
-                in_channels: split,
-            },
-            Self {
-                weight: right,
-                bias: vec![0.0; out],
-                out_channels: out,
-                in_channels: inp - split,
-            },
+            Self::new(left, self.bias.clone(), out, split),
+            Self::new(right, vec![0.0; out], out, inp - split),
         )
     }
 }
