@@ -5,9 +5,12 @@ torch.onnx.export at opset 17, 512x512, batch 1) run by ONNX Runtime's CPU provi
 profiling on; the per-node kernel times are summed per operator type after ORT's graph
 optimisations (convolutions split into dense and depthwise by their `group`), averaged over
 the profiled runs. Beside `perf` of our `profile_frame`, this says which of our kernels is
-furthest behind (docs/performance.md). Usage, in the venv of benches/anchors.py:
+furthest behind (docs/performance.md). `--nodes` prints every node instead, in execution
+order, with its input and output shapes and the running total: the per-layer numbers to set
+beside `ant-kernels`' `pointwise_shapes` and `depthwise_shapes`, and the stage totals beside
+`profile_frame`'s parts. Usage, in the venv of benches/anchors.py:
 
-    python benches/ort_profile.py [--threads 1] [--runs 15]
+    python benches/ort_profile.py [--threads 1] [--runs 15] [--nodes]
 """
 import argparse
 import collections
@@ -26,6 +29,7 @@ from effdet import create_model  # noqa: E402
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--runs", type=int, default=15)
+parser.add_argument("--nodes", action="store_true", help="every node, in order, with shapes")
 args = parser.parse_args()
 
 work = tempfile.mkdtemp()
@@ -61,6 +65,26 @@ for _ in range(args.runs):
     session.run(None, feed)
 with open(session.end_profiling()) as trace:
     events = json.load(trace)
+
+if args.nodes:
+    per_node = collections.defaultdict(float)
+    shapes = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        name = event["name"][: -len("_kernel_time")]
+        per_node[name] += event["dur"]
+        shapes[name] = (event["args"].get("op_name", "?"),
+                        [list(d.values())[0] for d in event["args"].get("input_type_shape", [])],
+                        [list(d.values())[0] for d in event["args"].get("output_type_shape", [])])
+    running = 0.0
+    print("| ms | running total | operator | inputs | outputs |")
+    print("|---|---|---|---|---|")
+    for name, micros in per_node.items():
+        running += micros / args.runs / 1000
+        kind, inputs, outputs = shapes[name]
+        print(f"| {micros / args.runs / 1000:.3f} | {running:.2f} | {kind} | {inputs} | {outputs} |")
+    raise SystemExit
 
 total = collections.defaultdict(float)
 count = collections.Counter()
