@@ -169,7 +169,10 @@ pub fn product_packed(
             offsets,
         } => {
             assert_eq!(offsets.len(), inputs, "one offset per tap");
-            assert!(out_w > 0 && pixels % out_w == 0, "whole output rows");
+            assert!(
+                out_w > 0 && pixels.is_multiple_of(out_w),
+                "whole output rows"
+            );
             let last_row = (pixels / out_w).saturating_sub(1) * row_step;
             let reach = offsets.iter().map(|o| last_row + o + out_w).max();
             assert!(reach.unwrap_or(0) <= source.len(), "taps within the source");
