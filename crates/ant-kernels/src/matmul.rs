@@ -678,6 +678,42 @@ mod tests {
     }
 
     #[test]
+    fn should_compute_the_wide_layout_of_avx512_on_any_cpu() {
+        // Weights packed for 4-row blocks take the 4 x 32 path (32-pixel panels) that
+        // AVX-512 and the baseline run; the code is the same Rust on every CPU, so this
+        // machine's instruction set runs it too. Remainders of rows and pixels.
+        for (out, inputs, pixels) in [(9, 7, 33), (13, 24, 1000), (5, 400, 100)] {
+            let weight = values(out * inputs, 31);
+            let input = values(inputs * pixels, 32);
+            let bias = values(out, 33);
+            let residual = values(out * pixels, 34);
+            let epilogue = PointwiseEpilogue {
+                bias: &bias,
+                addend: None,
+                swish: true,
+                residual: Some(&residual),
+            };
+            let wide = PackedWeights {
+                packed: pack(&weight, [out, inputs], ROWS),
+                out,
+                inputs,
+                block_rows: ROWS,
+            };
+            let ours = product_packed(&wide, pixels, Columns::Rows(&input), epilogue);
+            let reference = naive(&weight, [out, inputs, pixels], &input);
+            for (index, (a, r)) in ours.iter().zip(&reference).enumerate() {
+                let expected = finish(*r, bias[index / pixels], 0.0, true, residual[index]);
+                assert!(
+                    (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+                    "{out}x{inputs}x{pixels} at {index}: {a} vs {expected}"
+                );
+            }
+            let narrow = pointwise(&weight, [out, inputs, pixels], &input, epilogue);
+            assert_eq!(ours, narrow, "the same multiply-adds in the same order");
+        }
+    }
+
+    #[test]
     fn should_gate_the_input_rows_while_packing() {
         // Pre-packed weights and a gate applied while packing give the bits of the plain
         // product on a gated input (a partial last panel included).
