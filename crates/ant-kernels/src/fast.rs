@@ -261,8 +261,47 @@ struct PlaneGeometry {
     pad_left: usize,
     padded_h: usize,
     padded_w: usize,
+    /// Stride 2: width of the even-column half of a split row.
     even_w: usize,
     out_w: usize,
+}
+
+impl PlaneGeometry {
+    /// A `kernel x kernel` window at `stride` over `height x width` planes, TF "same"
+    /// padding.
+    fn new([height, width]: [usize; 2], kernel: usize, stride: usize) -> Self {
+        let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
+        let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
+        let padded_w = width + pad_left + pad_right;
+        Self {
+            width,
+            kernel,
+            stride,
+            pad_top,
+            pad_left,
+            padded_h: height + pad_top + pad_bottom,
+            padded_w,
+            even_w: padded_w.div_ceil(2),
+            out_w: width.div_ceil(stride),
+        }
+    }
+
+    /// Writes `input`'s rows into the interior of `padded` (its padding left as it is): each
+    /// row as is at stride 1, split into its even and odd padded columns at stride 2
+    /// ([`split_row`]), so that every tap of an output row reads a contiguous run.
+    #[inline(always)]
+    fn pad_plane(&self, input: &[f32], padded: &mut [f32]) {
+        for (row, source) in input.chunks_exact(self.width).enumerate() {
+            let base = (row + self.pad_top) * self.padded_w;
+            if self.stride == 1 {
+                padded[base + self.pad_left..base + self.pad_left + self.width]
+                    .copy_from_slice(source);
+            } else {
+                let (even, odd) = padded[base..base + self.padded_w].split_at_mut(self.even_w);
+                split_row(source, self.pad_left, even, odd);
+            }
+        }
+    }
 }
 
 /// What runs on each finished output row.
@@ -289,15 +328,7 @@ fn depthwise_plane(
     out_plane: &mut [f32],
 ) {
     let Scratch { padded, flat } = scratch;
-    for (row, source) in input_plane.chunks_exact(g.width).enumerate() {
-        let base = (row + g.pad_top) * g.padded_w;
-        if g.stride == 1 {
-            padded[base + g.pad_left..base + g.pad_left + g.width].copy_from_slice(source);
-        } else {
-            let (even, odd) = padded[base..base + g.padded_w].split_at_mut(g.even_w);
-            split_row(source, g.pad_left, even, odd);
-        }
-    }
+    g.pad_plane(input_plane, padded);
     match (g.kernel, g.stride) {
         (3, 1) => depthwise_flat::<3, 9>(g, padded, flat, filter, s, b, epilogue, out_plane),
         (5, 1) => depthwise_flat::<5, 25>(g, padded, flat, filter, s, b, epilogue, out_plane),
@@ -578,41 +609,26 @@ pub fn stem_conv3x3_s2(
         out_channels * TAPS,
         "3x3 weights over 3 channels"
     );
-    let (kernel, stride) = (3, 2);
-    let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
-    let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
-    let padded_w = width + pad_left + pad_right;
-    let g = PlaneGeometry {
-        width,
-        kernel,
-        stride,
-        pad_top,
-        pad_left,
-        padded_h: height + pad_top + pad_bottom,
-        padded_w,
-        even_w: padded_w.div_ceil(2),
-        out_w: width.div_ceil(stride),
-    };
+    let stride = 2;
+    let g = PlaneGeometry::new([height, width], 3, stride);
     let out_h = height.div_ceil(stride);
     let plane_out = out_h * g.out_w;
     // The three split planes, side by side.
     let padded_plane = g.padded_h * g.padded_w;
     let mut padded = vec![0f32; IN * padded_plane];
-    for (channel, plane) in input.chunks_exact(height * width).enumerate() {
-        let target = &mut padded[channel * padded_plane..(channel + 1) * padded_plane];
-        for (row, source) in plane.chunks_exact(width).enumerate() {
-            let base = (row + pad_top) * padded_w;
-            let (even, odd) = target[base..base + padded_w].split_at_mut(g.even_w);
-            split_row(source, pad_left, even, odd);
-        }
+    for (plane, target) in input
+        .chunks_exact(height * width)
+        .zip(padded.chunks_exact_mut(padded_plane))
+    {
+        g.pad_plane(plane, target);
     }
     // Tap t: input channel t / 9, row (t / 3) % 3, column t % 3 (the weights' order).
     let offsets: [usize; TAPS] = std::array::from_fn(|tap| {
-        (tap / 9) * padded_plane + ((tap / 3) % 3) * padded_w + tap_column(&g, tap % 3)
+        (tap / 9) * padded_plane + ((tap / 3) % 3) * g.padded_w + tap_column(&g, tap % 3)
     });
     let columns = crate::matmul::Columns::Taps {
         source: &padded,
-        row_step: stride * padded_w,
+        row_step: stride * g.padded_w,
         out_w: g.out_w,
         offsets: &offsets,
     };
@@ -706,26 +722,10 @@ pub fn depthwise_planes(
     activate: bool,
 ) -> Vec<f32> {
     assert!(stride == 1 || stride == 2, "depthwise stride {stride}");
-    let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
-    let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
-    let out_h = height.div_ceil(stride);
-    let out_w = width.div_ceil(stride);
+    let geometry = PlaneGeometry::new([height, width], kernel, stride);
     let plane_in = height * width;
-    let plane_out = out_h * out_w;
+    let plane_out = height.div_ceil(stride) * geometry.out_w;
     let taps = kernel * kernel;
-    let padded_w = width + pad_left + pad_right;
-    let geometry = PlaneGeometry {
-        width,
-        kernel,
-        stride,
-        pad_top,
-        pad_left,
-        padded_h: height + pad_top + pad_bottom,
-        padded_w,
-        // Stride 2: width of the even-column half of a split row.
-        even_w: padded_w.div_ceil(2),
-        out_w,
-    };
     let epilogue = match (activate, affine.is_some()) {
         (true, _) => Epilogue::AffineSwish,
         (false, true) => Epilogue::Affine,
@@ -797,22 +797,8 @@ pub fn max_pool_planes(
 ) -> Vec<f32> {
     assert!(stride == 1 || stride == 2, "max pool stride {stride}");
     assert_eq!(input.len(), planes * height * width, "max pool input shape");
-    let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
-    let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
-    let padded_w = width + pad_left + pad_right;
-    let g = PlaneGeometry {
-        width,
-        kernel,
-        stride,
-        pad_top,
-        pad_left,
-        padded_h: height + pad_top + pad_bottom,
-        padded_w,
-        even_w: padded_w.div_ceil(2),
-        out_w: width.div_ceil(stride),
-    };
-    let out_h = height.div_ceil(stride);
-    let plane_out = out_h * g.out_w;
+    let g = PlaneGeometry::new([height, width], kernel, stride);
+    let plane_out = height.div_ceil(stride) * g.out_w;
     let mut padded = vec![f32::NEG_INFINITY; g.padded_h * g.padded_w];
     let mut output = crate::scratch::take(planes * plane_out);
     for (in_plane, out_plane) in input
@@ -831,15 +817,7 @@ pub fn max_pool_planes(
 /// writes the same interior positions).
 #[inline(always)]
 fn max_pool_plane(g: &PlaneGeometry, padded: &mut [f32], input: &[f32], out_plane: &mut [f32]) {
-    for (row, source) in input.chunks_exact(g.width).enumerate() {
-        let base = (row + g.pad_top) * g.padded_w;
-        if g.stride == 1 {
-            padded[base + g.pad_left..base + g.pad_left + g.width].copy_from_slice(source);
-        } else {
-            let (even, odd) = padded[base..base + g.padded_w].split_at_mut(g.even_w);
-            split_row(source, g.pad_left, even, odd);
-        }
-    }
+    g.pad_plane(input, padded);
     for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
         out_row.fill(f32::NEG_INFINITY);
         for ky in 0..g.kernel {
