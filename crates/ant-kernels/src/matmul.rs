@@ -603,6 +603,27 @@ mod tests {
             .collect()
     }
 
+    /// Asserts `ours` is the naive product followed by `epilogue`, within 1e-4 relative.
+    fn assert_near_naive(
+        ours: &[f32],
+        weight: &[f32],
+        [out, inputs, pixels]: [usize; 3],
+        input: &[f32],
+        epilogue: PointwiseEpilogue,
+    ) {
+        let reference = naive(weight, [out, inputs, pixels], input);
+        for (index, (a, r)) in ours.iter().zip(&reference).enumerate() {
+            let addend = epilogue.addend.map_or(0.0, |values| values[index]);
+            let residual = epilogue.residual.map_or(0.0, |values| values[index]);
+            let bias = epilogue.bias[index / pixels];
+            let expected = finish(*r, bias, addend, epilogue.swish, residual);
+            assert!(
+                (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+                "{out}x{inputs}x{pixels} at {index}: {a} vs {expected}"
+            );
+        }
+    }
+
     #[test]
     fn should_match_a_naive_product_with_every_remainder() {
         // Output channels around the 4- and 6-row blocks, pixels around the 32 and 16 blocks.
@@ -666,14 +687,7 @@ mod tests {
                 residual: Some(&residual),
             };
             let ours = pointwise(&weight, [out, inputs, pixels], &input, epilogue);
-            let reference = naive(&weight, [out, inputs, pixels], &input);
-            for (index, (a, r)) in ours.iter().zip(&reference).enumerate() {
-                let expected = finish(*r, bias[index / pixels], 0.0, true, residual[index]);
-                assert!(
-                    (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
-                    "{out}x{inputs}x{pixels} at {index}: {a} vs {expected}"
-                );
-            }
+            assert_near_naive(&ours, &weight, [out, inputs, pixels], &input, epilogue);
         }
     }
 
@@ -681,8 +695,9 @@ mod tests {
     fn should_compute_the_wide_layout_of_avx512_on_any_cpu() {
         // Weights packed for 4-row blocks take the 4 x 32 path (32-pixel panels) that
         // AVX-512 and the baseline run; the code is the same Rust on every CPU, so this
-        // machine's instruction set runs it too. Remainders of rows and pixels.
-        for (out, inputs, pixels) in [(9, 7, 33), (13, 24, 1000), (5, 400, 100)] {
+        // machine's instruction set runs it too. Remainders of rows and pixels: partial
+        // panels of 1, 8, 4 and 25 pixels (the last one reaching into the second vector).
+        for (out, inputs, pixels) in [(9, 7, 33), (13, 24, 1000), (5, 400, 100), (6, 7, 57)] {
             let weight = values(out * inputs, 31);
             let input = values(inputs * pixels, 32);
             let bias = values(out, 33);
@@ -700,14 +715,7 @@ mod tests {
                 block_rows: ROWS,
             };
             let ours = product_packed(&wide, pixels, Columns::Rows(&input), epilogue);
-            let reference = naive(&weight, [out, inputs, pixels], &input);
-            for (index, (a, r)) in ours.iter().zip(&reference).enumerate() {
-                let expected = finish(*r, bias[index / pixels], 0.0, true, residual[index]);
-                assert!(
-                    (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
-                    "{out}x{inputs}x{pixels} at {index}: {a} vs {expected}"
-                );
-            }
+            assert_near_naive(&ours, &weight, [out, inputs, pixels], &input, epilogue);
             let narrow = pointwise(&weight, [out, inputs, pixels], &input, epilogue);
             assert_eq!(ours, narrow, "the same multiply-adds in the same order");
         }
@@ -768,15 +776,7 @@ mod tests {
                     .install(|| pointwise(&weight, [out, inputs, pixels], &input, epilogue))
             };
             let single = run(1);
-            let reference = naive(&weight, [out, inputs, pixels], &input);
-            for (index, (a, r)) in single.iter().zip(&reference).enumerate() {
-                let o = index / pixels;
-                let expected = finish(*r, bias[o], addend[index], true, residual[index]);
-                assert!(
-                    (a - expected).abs() < 1e-4 * (1.0 + expected.abs()),
-                    "at {index}"
-                );
-            }
+            assert_near_naive(&single, &weight, [out, inputs, pixels], &input, epilogue);
             assert_eq!(
                 run(threads),
                 single,
