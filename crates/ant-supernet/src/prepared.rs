@@ -249,7 +249,8 @@ pub struct Pointwise {
     pub(crate) bias: Vec<f32>,
     pub(crate) out_channels: usize,
     pub(crate) in_channels: usize,
-    packed: PackedWeights,
+    /// `weight` packed for the product's register blocks, once.
+    pub(crate) packed: PackedWeights,
 }
 
 impl Pointwise {

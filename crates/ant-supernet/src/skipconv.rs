@@ -63,7 +63,7 @@ use crate::prepared::{
     weighted_add,
 };
 use ant_kernels::fast::{PARALLEL_MIN_OUTPUTS, fast_exp, simd};
-use ant_kernels::matmul::{PointwiseEpilogue, pointwise};
+use ant_kernels::matmul::{Columns, PointwiseEpilogue, pointwise, product_packed};
 
 /// How a skip convolution computes its recomputed positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -469,14 +469,10 @@ impl Stream {
             self.sites[index].reference = reference.into_data();
         } else if computed > 0 {
             let moved = moved.as_ref().expect("a partial frame has moved positions");
-            let product = pointwise(
-                &conv.weight,
-                [
-                    conv.out_channels,
-                    conv.in_channels,
-                    padded_columns(computed),
-                ],
-                &moved.columns,
+            let product = product_packed(
+                &conv.packed,
+                padded_columns(computed),
+                Columns::Rows(&moved.columns),
                 PointwiseEpilogue {
                     bias: &conv.bias,
                     addend: None,
