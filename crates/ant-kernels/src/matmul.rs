@@ -6,9 +6,10 @@
 //! residual, and the dispatch of a tensor op per convolution, on layers whose products take
 //! tens of microseconds. This kernel computes blocks of output channels x pixels in
 //! registers (4 x 32 on AVX-512: 8 vectors; 6 x 16 on AVX2: 12 vectors; chosen at run time
-//! by `pulp`), reading each block's weights from one contiguous run (packed per call) and
-//! its pixels from panels of the input packed per strip, accumulating with fused
-//! multiply-adds in input-channel order, and writes each block once, finished.
+//! by `pulp`), reading each block's weights from one contiguous run ([`PackedWeights`], packed
+//! once by a caller that keeps them, per call by [`pointwise`] and [`product`]) and its pixels
+//! from panels of the input packed per strip, accumulating with fused multiply-adds in
+//! input-channel order, and writes each block once, finished. Threads take ranges of pixels.
 //! Every output is the same sequence of fused multiply-adds on every instruction set (the
 //! baseline's `mul_add` is the correctly rounded libm one), so results do not depend on the
 //! CPU.
