@@ -56,8 +56,8 @@ pub fn take(len: usize) -> Vec<f32> {
     }
 }
 
-/// Gives a buffer back for [`take`] on this thread (beyond [`KEPT`] buffers or
-/// [`KEPT_BYTES`], the smallest are dropped).
+/// Gives a buffer back for [`take`] on this thread (beyond `KEPT` buffers or
+/// `KEPT_BYTES`, the smallest are dropped).
 pub fn recycle(buffer: Vec<f32>) {
     let bytes = |buffer: &Vec<f32>| buffer.capacity() * size_of::<f32>();
     if buffer.capacity() == 0 || bytes(&buffer) > KEPT_BYTES {
