@@ -330,10 +330,10 @@ fn depthwise_plane(
     let Scratch { padded, flat } = scratch;
     g.pad_plane(input_plane, padded);
     match (g.kernel, g.stride) {
-        (3, 1) => depthwise_flat::<3, 9>(g, padded, flat, filter, s, b, epilogue, out_plane),
-        (5, 1) => depthwise_flat::<5, 25>(g, padded, flat, filter, s, b, epilogue, out_plane),
-        (3, _) => depthwise_rows::<3, 9>(g, padded, filter, s, b, epilogue, out_plane),
-        (5, _) => depthwise_rows::<5, 25>(g, padded, filter, s, b, epilogue, out_plane),
+        (3, 1) => depthwise_flat::<3, 9, 18>(g, padded, flat, filter, s, b, epilogue, out_plane),
+        (5, 1) => depthwise_flat::<5, 25, 20>(g, padded, flat, filter, s, b, epilogue, out_plane),
+        (3, _) => depthwise_rows::<3, 9, 17>(g, padded, filter, s, b, epilogue, out_plane),
+        (5, _) => depthwise_rows::<5, 25, 18>(g, padded, filter, s, b, epilogue, out_plane),
         _ => depthwise_rows_any(g, padded, filter, s, b, epilogue, out_plane),
     }
 }
@@ -342,8 +342,9 @@ fn depthwise_plane(
 /// padded column `c = i + pad_left` goes to `even[c / 2]` or `odd[c / 2]`. After a leading
 /// odd column the values come in (even, odd) pairs of the same index: a loop without
 /// branches that the compiler vectorises (the branch per value measured 1.5x slower on D0's
-/// largest stride-2 layer). The inference kernels and the training depthwise op
-/// ([`crate::dwconv`]) pad through it.
+/// largest stride-2 layer), eight pairs at a time (pair by pair it used 4-wide vectors and
+/// a scalar tail per row: D0's 672 x 32^2 5x5 stride-2 layer 0.69 -> 0.61 ms). The
+/// inference kernels and the training depthwise op ([`crate::dwconv`]) pad through it.
 #[inline(always)]
 pub(crate) fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: &mut [f32]) {
     let mut rest = source;
@@ -354,10 +355,23 @@ pub(crate) fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: 
     let start = pad_left.div_ceil(2);
     let (pairs, last) = rest.as_chunks::<2>();
     let end = start + pairs.len();
-    for ((e, o), [a, b]) in even[start..end]
+    let (even_run, odd_run) = (&mut even[start..end], &mut odd[start..end]);
+    let (blocks, tail) = pairs.as_chunks::<8>();
+    let whole = blocks.len() * 8;
+    for ((e, o), block) in even_run[..whole]
+        .as_chunks_mut::<8>()
+        .0
         .iter_mut()
-        .zip(&mut odd[start..end])
-        .zip(pairs)
+        .zip(odd_run[..whole].as_chunks_mut::<8>().0)
+        .zip(blocks)
+    {
+        *e = std::array::from_fn(|j| block[j][0]);
+        *o = std::array::from_fn(|j| block[j][1]);
+    }
+    for ((e, o), [a, b]) in even_run[whole..]
+        .iter_mut()
+        .zip(&mut odd_run[whole..])
+        .zip(tail)
     {
         *e = *a;
         *o = *b;
@@ -394,7 +408,7 @@ impl Scratch {
 /// The run is rounded up to whole blocks of lanes (a scalar tail of up to 15 outputs x 25
 /// taps was a fifth of a 16 x 16 plane: D0's 1152 x 16^2 5x5 layer 0.91 -> 0.70 ms).
 #[inline(always)]
-fn depthwise_flat<const K: usize, const TAPS: usize>(
+fn depthwise_flat<const K: usize, const TAPS: usize, const W: usize>(
     g: &PlaneGeometry,
     padded: &[f32],
     flat: &mut [f32],
@@ -407,21 +421,20 @@ fn depthwise_flat<const K: usize, const TAPS: usize>(
     let (pw, out_w) = (g.padded_w, g.out_w);
     let out_h = out_plane.len() / out_w;
     let span = (out_h - 1) * pw + out_w;
-    let weights: [f32; TAPS] = std::array::from_fn(|tap| filter[tap]);
-    let offsets: [usize; TAPS] = std::array::from_fn(|tap| (tap / K) * pw + tap % K);
+    let taps = PlaneTaps::<K, TAPS, 1, W>::new(padded, pw, pw, 0, filter);
     // The run rounded up to a block of lanes: the last block's extra outputs read the
     // padded plane's zero slack and are never copied out (no scalar tail).
     let flat = &mut flat[..span.next_multiple_of(LANES)];
     let wide = flat.len() - flat.len() % (BLOCK_ROWS * LANES);
     for i0 in (0..wide).step_by(BLOCK_ROWS * LANES) {
         let starts: [usize; BLOCK_ROWS] = std::array::from_fn(|r| i0 + r * LANES);
-        let acc = accumulate_taps(padded, &starts, &offsets, &weights);
+        let acc = taps.accumulate(&starts);
         for (r, values) in acc.iter().enumerate() {
             flat[starts[r]..starts[r] + LANES].copy_from_slice(values);
         }
     }
     for i0 in (wide..flat.len()).step_by(LANES) {
-        let [values] = accumulate_taps(padded, &[i0], &offsets, &weights);
+        let [values] = taps.accumulate(&[i0]);
         flat[i0..i0 + LANES].copy_from_slice(&values);
     }
     for (oy, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
@@ -461,38 +474,105 @@ fn finish(value: f32, s: f32, b: f32, epilogue: Epilogue) -> f32 {
 /// stride-2 5x5 ones 1.3-1.7x faster).
 const BLOCK_ROWS: usize = 4;
 
-/// `R` independent runs of `LANES` outputs: run `r` sums `w[tap] * source[starts[r] +
-/// offsets[tap]..][..LANES]` over the taps in order (a multiply, then an add: the sum order
-/// of [`depthwise_rows_any`] and of the tails), with the taps outermost so that the `R`
-/// accumulators' adds overlap.
-#[inline(always)]
-fn accumulate_taps<const R: usize, const TAPS: usize>(
-    source: &[f32],
-    starts: &[usize; R],
-    offsets: &[usize; TAPS],
-    weights: &[f32; TAPS],
-) -> [[f32; LANES]; R] {
-    let mut acc = [[0f32; LANES]; R];
-    for tap in 0..TAPS {
-        let w = weights[tap];
-        for r in 0..R {
-            let start = starts[r] + offsets[tap];
-            let values: &[f32; LANES] = source[start..start + LANES]
-                .try_into()
-                .expect("a full block of lanes");
-            for lane in 0..LANES {
-                acc[r][lane] += w * values[lane];
-            }
+/// What a depthwise tap kernel reads: the `K x K` taps of the outputs starting at `start`
+/// in `source` (a row's first output at `oy * row_step`, or any flat index at stride 1) read
+/// tap row `ky` from `start + ky * pitch`, as is at `STRIDE` 1, or from the even half there
+/// and the odd half at `+ odd` at `STRIDE` 2 (rows split by [`split_row`]): tap `(ky, kx)`
+/// reads column `kx / STRIDE` of that run. `W`, the width of the window of a tap row that
+/// `LANES` outputs read, is `LANES + (K - 1) / STRIDE`.
+struct PlaneTaps<'a, const K: usize, const TAPS: usize, const STRIDE: usize, const W: usize> {
+    source: &'a [f32],
+    row_step: usize,
+    pitch: usize,
+    odd: usize,
+    weights: [f32; TAPS],
+    /// Where each tap reads, from the output's start.
+    offsets: [usize; TAPS],
+}
+
+impl<'a, const K: usize, const TAPS: usize, const STRIDE: usize, const W: usize>
+    PlaneTaps<'a, K, TAPS, STRIDE, W>
+{
+    /// The taps of `filter` (`K x K`, row-major) over `source`.
+    #[inline(always)]
+    fn new(source: &'a [f32], row_step: usize, pitch: usize, odd: usize, filter: &[f32]) -> Self {
+        Self {
+            source,
+            row_step,
+            pitch,
+            odd,
+            weights: std::array::from_fn(|tap| filter[tap]),
+            offsets: std::array::from_fn(|tap| {
+                let (ky, kx) = (tap / K, tap % K);
+                ky * pitch + (kx % STRIDE) * odd + kx / STRIDE
+            }),
         }
     }
-    acc
+
+    /// `R` independent runs of `LANES` outputs: run `r` sums `w[tap] * source[starts[r] +
+    /// offsets[tap]..][..LANES]` over the taps in order (a multiply, then an add: the sum
+    /// order of [`depthwise_rows_any`] and of the tails; fused multiply-adds measured
+    /// slower, their longer latency on each accumulator's chain of 25 taps). For 5x5 taps
+    /// each tap row's window is sliced once (one bounds check where there were five, the
+    /// columns inside it constants): D0's 5x5 layers 4-12% faster. The loops unroll, so
+    /// the `R` accumulators' adds overlap.
+    #[inline(always)]
+    fn accumulate<const R: usize>(&self, starts: &[usize; R]) -> [[f32; LANES]; R] {
+        debug_assert_eq!(W, LANES + (K - 1) / STRIDE);
+        let window = |start: usize| -> &[f32; W] {
+            self.source[start..start + W]
+                .try_into()
+                .expect("a window of a tap row")
+        };
+        let mut acc = [[0f32; LANES]; R];
+        if K == 3 {
+            // A slice per tap: with windows, LLVM builds a 3x3 window's shifted runs from its
+            // aligned vectors by shuffles, which measured 15-20% slower than the loads.
+            for tap in 0..TAPS {
+                let w = self.weights[tap];
+                for r in 0..R {
+                    let start = starts[r] + self.offsets[tap];
+                    let values: &[f32; LANES] = self.source[start..start + LANES]
+                        .try_into()
+                        .expect("a full block of lanes");
+                    for lane in 0..LANES {
+                        acc[r][lane] += w * values[lane];
+                    }
+                }
+            }
+            return acc;
+        }
+        for ky in 0..K {
+            for r in 0..R {
+                let base = starts[r] + ky * self.pitch;
+                let even = window(base);
+                let odd = if STRIDE == 1 {
+                    even
+                } else {
+                    window(base + self.odd)
+                };
+                for kx in 0..K {
+                    let w = self.weights[ky * K + kx];
+                    let run = if kx % STRIDE == 0 { even } else { odd };
+                    let column = kx / STRIDE;
+                    let values: &[f32; LANES] = run[column..column + LANES]
+                        .try_into()
+                        .expect("a run of lanes inside the window");
+                    for lane in 0..LANES {
+                        acc[r][lane] += w * values[lane];
+                    }
+                }
+            }
+        }
+        acc
+    }
 }
 
 /// The rows of a `K x K` depthwise plane, [`BLOCK_ROWS`] at a time ([`tap_rows`]): tap `t`
 /// of output row `oy` reads the padded plane from `oy * stride * padded_w + offsets[t]` on
 /// (tap order `ky`-major, the sum order of [`depthwise_rows_any`]).
 #[inline(always)]
-fn depthwise_rows<const K: usize, const TAPS: usize>(
+fn depthwise_rows<const K: usize, const TAPS: usize, const W: usize>(
     g: &PlaneGeometry,
     padded: &[f32],
     filter: &[f32],
@@ -501,33 +581,18 @@ fn depthwise_rows<const K: usize, const TAPS: usize>(
     epilogue: Epilogue,
     out_plane: &mut [f32],
 ) {
-    let weights: [f32; TAPS] = std::array::from_fn(|tap| filter[tap]);
-    let offsets: [usize; TAPS] =
-        std::array::from_fn(|tap| (tap / K) * g.padded_w + tap_column(g, tap % K));
-    let taps = PlaneTaps {
-        source: padded,
-        row_step: g.stride * g.padded_w,
-        offsets: &offsets,
-        weights: &weights,
-    };
+    assert_eq!(g.stride, 2, "the rows kernel runs stride 2");
+    let taps =
+        PlaneTaps::<K, TAPS, 2, W>::new(padded, 2 * g.padded_w, g.padded_w, g.even_w, filter);
     tap_rows(&taps, s, b, epilogue, g.out_w, out_plane);
-}
-
-/// What a tap kernel reads: output row `oy`'s tap `t` starts at
-/// `oy * row_step + offsets[t]` in `source`.
-struct PlaneTaps<'a, const TAPS: usize> {
-    source: &'a [f32],
-    row_step: usize,
-    offsets: &'a [usize; TAPS],
-    weights: &'a [f32; TAPS],
 }
 
 /// The output rows of a depthwise plane: [`BLOCK_ROWS`] rows at a time accumulate every tap
 /// in registers, `LANES` outputs of each, then the epilogue and one store; the last rows
 /// fewer at a time, and each row's tail one output at a time, in the same order.
 #[inline(always)]
-fn tap_rows<const TAPS: usize>(
-    taps: &PlaneTaps<TAPS>,
+fn tap_rows<const K: usize, const TAPS: usize, const STRIDE: usize, const W: usize>(
+    taps: &PlaneTaps<K, TAPS, STRIDE, W>,
     s: f32,
     b: f32,
     epilogue: Epilogue,
@@ -537,18 +602,24 @@ fn tap_rows<const TAPS: usize>(
     for (block, out_rows) in out_plane.chunks_mut(BLOCK_ROWS * out_w).enumerate() {
         let first = block * BLOCK_ROWS;
         match out_rows.len() / out_w {
-            4 => tap_block::<TAPS, 4>(taps, first, s, b, epilogue, out_rows),
-            3 => tap_block::<TAPS, 3>(taps, first, s, b, epilogue, out_rows),
-            2 => tap_block::<TAPS, 2>(taps, first, s, b, epilogue, out_rows),
-            _ => tap_block::<TAPS, 1>(taps, first, s, b, epilogue, out_rows),
+            4 => tap_block::<K, TAPS, STRIDE, W, 4>(taps, first, s, b, epilogue, out_rows),
+            3 => tap_block::<K, TAPS, STRIDE, W, 3>(taps, first, s, b, epilogue, out_rows),
+            2 => tap_block::<K, TAPS, STRIDE, W, 2>(taps, first, s, b, epilogue, out_rows),
+            _ => tap_block::<K, TAPS, STRIDE, W, 1>(taps, first, s, b, epilogue, out_rows),
         }
     }
 }
 
 /// `R` output rows from row `first` on, `out_rows` `[R, out_w]`.
 #[inline(always)]
-fn tap_block<const TAPS: usize, const R: usize>(
-    taps: &PlaneTaps<TAPS>,
+fn tap_block<
+    const K: usize,
+    const TAPS: usize,
+    const STRIDE: usize,
+    const W: usize,
+    const R: usize,
+>(
+    taps: &PlaneTaps<K, TAPS, STRIDE, W>,
     first: usize,
     s: f32,
     b: f32,
@@ -560,7 +631,7 @@ fn tap_block<const TAPS: usize, const R: usize>(
     let full = out_w - out_w % LANES;
     for x0 in (0..full).step_by(LANES) {
         let starts: [usize; R] = std::array::from_fn(|r| bases[r] + x0);
-        let acc = accumulate_taps(taps.source, &starts, taps.offsets, taps.weights);
+        let acc = taps.accumulate(&starts);
         for (r, values) in acc.iter().enumerate() {
             let out: &mut [f32; LANES] = (&mut out_rows[r * out_w + x0..r * out_w + x0 + LANES])
                 .try_into()
@@ -974,6 +1045,7 @@ mod tests {
             (7, 3, 2),
             (15, 3, 1),
             (33, 3, 2),
+            (31, 5, 2),
             (39, 5, 1),
             (12, 7, 1),
         ] {
