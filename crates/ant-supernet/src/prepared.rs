@@ -142,10 +142,16 @@ impl Map {
     /// the result does not depend on the instruction set.
     pub fn channel_means(&self) -> Vec<f32> {
         let plane = self.plane();
-        self.data
-            .chunks_exact(plane)
-            .map(|values| lane_sum(values) / plane as f32)
-            .collect()
+        simd(
+            #[inline(always)]
+            || {
+                let mut means = Vec::with_capacity(self.channels);
+                for values in self.data.chunks_exact(plane) {
+                    means.push(lane_sum(values) / plane as f32);
+                }
+                means
+            },
+        )
     }
 }
 
@@ -168,6 +174,7 @@ impl pulp::WithSimd for Blend<'_> {
 }
 
 /// A sum in a fixed order that vectorises: 16 interleaved partial sums, then those in order.
+#[inline(always)]
 fn lane_sum(values: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut partial = [0f32; LANES];
