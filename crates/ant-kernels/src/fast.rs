@@ -12,6 +12,9 @@
 use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorData};
 
+#[cfg(target_arch = "x86_64")]
+mod lanes;
+
 /// `exp(x)` for `f32`: range reduction `x = k ln 2 + r`, a degree-5 polynomial for `e^r` fitted
 /// for relative error (7.5e-8 over |r| <= ln 2 / 2; about 2e-7 in all over the clamped range
 /// [-87, 88], against 2.2e-7 for the degree-6 Taylor polynomial it replaced), and `k` added
@@ -445,6 +448,19 @@ fn depthwise_flat<const K: usize, const TAPS: usize, const W: usize>(
     }
 }
 
+/// The width in bytes of the vectors `pulp` picks on this CPU (64 on AVX-512, 32 on AVX2).
+pub(crate) fn vector_bytes() -> usize {
+    struct VectorBytes;
+    impl pulp::WithSimd for VectorBytes {
+        type Output = usize;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> usize {
+            core::mem::size_of::<S::f32s>()
+        }
+    }
+    pulp::Arch::new().dispatch(VectorBytes)
+}
+
 /// Output lanes accumulated together in registers (one AVX-512 vector of `f32`).
 const LANES: usize = 16;
 
@@ -781,10 +797,12 @@ pub const PARALLEL_MIN_OUTPUTS: usize = 1 << 15;
 /// channel `p % channels`), `weights` `[channels, kernel, kernel]`, TF "same" padding, stride
 /// 1 or 2, then per channel `y * scale + shift` when `affine` is given and swish when
 /// `activate`. Returns the `planes` output planes of `ceil(height / stride) x
-/// ceil(width / stride)`. Planes run in parallel (rayon) when the output is large.
+/// ceil(width / stride)`. Planes run in parallel (rayon) when the output is large. On AVX2,
+/// stride-2 layers and 5x5 layers of small planes run with groups of 8 channels in a
+/// vector's lanes instead (`fast/lanes.rs`), with the same result bits.
 pub fn depthwise_planes(
     input: &[f32],
-    [planes, height, width]: [usize; 3],
+    shape: [usize; 3],
     channels: usize,
     weights: &[f32],
     kernel: usize,
@@ -792,6 +810,52 @@ pub fn depthwise_planes(
     affine: Option<(&[f32], &[f32])>,
     activate: bool,
 ) -> Vec<f32> {
+    let filters = Filters {
+        weights,
+        kernel,
+        stride,
+        affine,
+        activate,
+    };
+    depthwise_planes_in(input, shape, channels, filters, Layout::Auto)
+}
+
+/// The filters of a [`depthwise_planes`] call.
+#[derive(Clone, Copy)]
+struct Filters<'a> {
+    weights: &'a [f32],
+    kernel: usize,
+    stride: usize,
+    affine: Option<(&'a [f32], &'a [f32])>,
+    activate: bool,
+}
+
+/// Which kernel [`depthwise_planes_in`] runs: one plane at a time, or (on AVX2, channels a
+/// multiple of [`lanes::GROUP`], 3x3 or 5x5) groups of channels in lanes; `Auto` picks
+/// the one measured faster for the shape. Both give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Auto,
+    Planes,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Lanes,
+}
+
+/// [`depthwise_planes`] on the kernel `layout` asks for.
+fn depthwise_planes_in(
+    input: &[f32],
+    [planes, height, width]: [usize; 3],
+    channels: usize,
+    filters: Filters,
+    layout: Layout,
+) -> Vec<f32> {
+    let Filters {
+        weights,
+        kernel,
+        stride,
+        affine,
+        activate,
+    } = filters;
     assert!(stride == 1 || stride == 2, "depthwise stride {stride}");
     let geometry = PlaneGeometry::new([height, width], kernel, stride);
     let plane_in = height * width;
@@ -820,6 +884,50 @@ pub fn depthwise_planes(
             out_plane,
         });
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = layout;
+    #[cfg(target_arch = "x86_64")]
+    if layout != Layout::Planes
+        && vector_bytes() == 32
+        && let Some(simd) = pulp::x86::V3::try_new()
+        && channels.is_multiple_of(lanes::GROUP)
+        && (kernel == 3 || kernel == 5)
+        && (layout == Layout::Lanes || lanes::pays(kernel, stride, plane_in))
+    {
+        let group_in = lanes::GROUP * plane_in;
+        let group_out = lanes::GROUP * plane_out;
+        let compute = |scratch: &mut lanes::GroupScratch, (index, output): (usize, &mut [f32])| {
+            let channel = (index * lanes::GROUP) % channels;
+            let ones = [1f32; lanes::GROUP];
+            let zeros = [0f32; lanes::GROUP];
+            let channels = channel..channel + lanes::GROUP;
+            let (scale, shift) = affine.map_or((&ones[..], &zeros[..]), |(scale, shift)| {
+                (&scale[channels.clone()], &shift[channels.clone()])
+            });
+            let group = lanes::Group {
+                input: &input[index * group_in..(index + 1) * group_in],
+                filters: &weights[channel * taps..(channel + lanes::GROUP) * taps],
+                scale,
+                shift,
+                epilogue,
+                output,
+            };
+            lanes::depthwise_group(simd, &geometry, scratch, group);
+        };
+        if output.len() < PARALLEL_MIN_OUTPUTS {
+            let mut scratch = lanes::GroupScratch::new(&geometry, plane_out);
+            for group in output.chunks_exact_mut(group_out).enumerate() {
+                compute(&mut scratch, group);
+            }
+        } else {
+            use rayon::prelude::*;
+            output
+                .par_chunks_exact_mut(group_out)
+                .enumerate()
+                .for_each_init(|| lanes::GroupScratch::new(&geometry, plane_out), compute);
+        }
+        return output;
+    }
     if output.len() < PARALLEL_MIN_OUTPUTS {
         let mut scratch = Scratch::new(&geometry, plane_out);
         for plane in output.chunks_exact_mut(plane_out).enumerate() {
@@ -1029,6 +1137,51 @@ mod tests {
         }
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(fast_exp(1000.0), fast_exp(88.0), "clamped above");
+    }
+
+    #[test]
+    fn should_give_the_same_bits_with_channels_in_lanes_as_by_planes() {
+        // Widths not a multiple of 8 (the transposes' scalar tails), rows shorter and
+        // longer than a block of output pixels, odd and even padding, both strides, both
+        // kernels, each epilogue; two images of 16 channels (two groups each).
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 25.0)
+                .collect()
+        };
+        let channels = 16;
+        let (scale, shift) = (values(channels, 1), values(channels, 2));
+        for [height, width] in [[7, 9], [16, 16], [13, 21], [32, 31], [5, 40]] {
+            for (kernel, stride) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
+                for (affine, activate) in [
+                    (Some((&scale[..], &shift[..])), true),
+                    (Some((&scale[..], &shift[..])), false),
+                    (None, false),
+                ] {
+                    let input = values(2 * channels * height * width, height + kernel);
+                    let weights = values(channels * kernel * kernel, width);
+                    let filters = Filters {
+                        weights: &weights,
+                        kernel,
+                        stride,
+                        affine,
+                        activate,
+                    };
+                    let shape = [2 * channels, height, width];
+                    let planes =
+                        depthwise_planes_in(&input, shape, channels, filters, Layout::Planes);
+                    let lanes =
+                        depthwise_planes_in(&input, shape, channels, filters, Layout::Lanes);
+                    let auto = depthwise_planes_in(&input, shape, channels, filters, Layout::Auto);
+                    let case =
+                        format!("{height}x{width} k{kernel} s{stride} {affine:?} {activate}");
+                    assert!(planes.iter().all(|v| v.is_finite()), "{case}");
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&planes), bits(&lanes), "lanes, {case}");
+                    assert_eq!(bits(&planes), bits(&auto), "auto, {case}");
+                }
+            }
+        }
     }
 
     #[test]

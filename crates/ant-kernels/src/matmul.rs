@@ -249,15 +249,7 @@ fn pack(weight: &[f32], [out, inputs]: [usize; 2], block_rows: usize) -> Vec<f32
 /// vectors and the broadcast weight, where 4 x 32 would take all 16 and spill; AVX-512 (32
 /// registers of 16) keeps 4 x 32.
 fn block_rows() -> usize {
-    struct VectorBytes;
-    impl pulp::WithSimd for VectorBytes {
-        type Output = usize;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _simd: S) -> usize {
-            core::mem::size_of::<S::f32s>()
-        }
-    }
-    if pulp::Arch::new().dispatch(VectorBytes) == 32 {
+    if crate::fast::vector_bytes() == 32 {
         NARROW_ROWS
     } else {
         ROWS
