@@ -1044,10 +1044,9 @@ impl PreparedDetector {
     /// BiFPN and heads on the three pyramid maps (stage-level features 2, 4, 6).
     pub fn pyramid(&self, pyramid: [&Map; 3]) -> PreparedOutputs {
         let levels = self.fpn.run(pyramid);
-        PreparedOutputs {
-            class: self.class_net.run(&levels),
-            boxes: self.box_net.run(&levels),
-        }
+        let (class, boxes) =
+            rayon::join(|| self.class_net.run(&levels), || self.box_net.run(&levels));
+        PreparedOutputs { class, boxes }
     }
 
     /// Raw head outputs of subnet `arch` on `image` (`[3, size, size]`, normalised).
