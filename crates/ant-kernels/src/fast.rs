@@ -740,6 +740,8 @@ fn depthwise_rows_any(
 ) {
     let kernel = g.kernel;
     for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
+        // The output comes from recycled buffers ([`crate::scratch`]): the sums start here.
+        out_row.fill(0.0);
         for ky in 0..kernel {
             let row = oy * g.stride + ky;
             for kx in 0..kernel {
@@ -1137,6 +1139,52 @@ mod tests {
         }
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(fast_exp(1000.0), fast_exp(88.0), "clamped above");
+    }
+
+    #[test]
+    fn should_not_read_what_recycled_buffers_held() {
+        // The output and the padded planes come from this thread's recycled buffers: fill
+        // the pool with NaNs of every size involved, then every path must give the bits of
+        // a run on fresh buffers.
+        let channels = 16;
+        let values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 29 % 97) as f32 - 48.0) / 24.0)
+                .collect()
+        };
+        for (size, kernel, stride) in [(12, 7, 1), (12, 3, 1), (12, 5, 2), (20, 5, 1), (9, 3, 2)] {
+            let input = values(channels * size * size);
+            let weights = values(channels * kernel * kernel);
+            let run = || {
+                depthwise_planes(
+                    &input,
+                    [channels, size, size],
+                    channels,
+                    &weights,
+                    kernel,
+                    stride,
+                    None,
+                    false,
+                )
+            };
+            let clean = run();
+            for len in [
+                clean.len(),
+                (size + kernel) * (size + kernel) * 8,
+                4 * size * size,
+            ] {
+                for _ in 0..4 {
+                    crate::scratch::recycle(vec![f32::NAN; len]);
+                }
+            }
+            let dirty = run();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(
+                clean.iter().all(|v| v.is_finite()),
+                "{size} k{kernel} s{stride}"
+            );
+            assert_eq!(bits(&clean), bits(&dirty), "{size} k{kernel} s{stride}");
+        }
     }
 
     #[test]
