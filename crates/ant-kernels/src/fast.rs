@@ -955,33 +955,40 @@ fn depthwise_planes_in(
             };
             lanes::depthwise_group(simd, &geometry, scratch, group);
         };
-        if output.len() < PARALLEL_MIN_OUTPUTS {
-            let mut scratch = lanes::GroupScratch::new(&geometry, plane_out);
-            for group in output.chunks_exact_mut(group_out).enumerate() {
-                compute(&mut scratch, group);
-            }
-        } else {
-            use rayon::prelude::*;
-            output
-                .par_chunks_exact_mut(group_out)
-                .enumerate()
-                .for_each_init(|| lanes::GroupScratch::new(&geometry, plane_out), compute);
-        }
+        let scratch = || lanes::GroupScratch::new(&geometry, plane_out);
+        for_each_chunk(&mut output, group_out, scratch, compute);
         return output;
     }
+    for_each_chunk(
+        &mut output,
+        plane_out,
+        || Scratch::new(&geometry, plane_out),
+        compute,
+    );
+    output
+}
+
+/// `compute(state, (index, chunk))` on each `chunk`-long piece of `output`: in parallel
+/// (rayon), each thread with its own state from `init`, when the output is large; else on
+/// the calling thread with one state.
+fn for_each_chunk<S>(
+    output: &mut [f32],
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    compute: impl Fn(&mut S, (usize, &mut [f32])) + Sync + Send,
+) {
     if output.len() < PARALLEL_MIN_OUTPUTS {
-        let mut scratch = Scratch::new(&geometry, plane_out);
-        for plane in output.chunks_exact_mut(plane_out).enumerate() {
-            compute(&mut scratch, plane);
+        let mut state = init();
+        for piece in output.chunks_exact_mut(chunk).enumerate() {
+            compute(&mut state, piece);
         }
     } else {
         use rayon::prelude::*;
         output
-            .par_chunks_exact_mut(plane_out)
+            .par_chunks_exact_mut(chunk)
             .enumerate()
-            .for_each_init(|| Scratch::new(&geometry, plane_out), compute);
+            .for_each_init(init, compute);
     }
-    output
 }
 
 /// Max pooling with TF "same" padding (padding never wins) at inference
