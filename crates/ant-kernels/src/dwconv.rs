@@ -30,6 +30,8 @@ use burn::backend::{
 use burn::tensor::{DType, GradientCheckpointingStrategy, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::fast::PlaneGeometry;
+
 /// The autodiff float primitive of `Autodiff<Flex, C>` (the same type for every strategy).
 pub(crate) type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
@@ -226,113 +228,79 @@ fn flex_from(values: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
 struct Geometry {
     batch: usize,
     channels: usize,
-    height: usize,
-    width: usize,
-    kernel: usize,
-    stride: usize,
-    pad_top: usize,
-    pad_left: usize,
+    /// One plane's padding and (stride 2) column split, shared with the inference kernels.
+    plane: PlaneGeometry,
     out_h: usize,
-    out_w: usize,
-    padded_h: usize,
-    padded_w: usize,
-    /// Stride 2: the even columns' share of a split padded row.
-    even_w: usize,
 }
 
 impl Geometry {
     fn new([batch, channels, height, width]: [usize; 4], kernel: usize, stride: usize) -> Self {
-        let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
-        let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
-        let padded_w = width + pad_left + pad_right;
         Self {
             batch,
             channels,
-            height,
-            width,
-            kernel,
-            stride,
-            pad_top,
-            pad_left,
+            plane: PlaneGeometry::new([height, width], kernel, stride),
             out_h: height.div_ceil(stride),
-            out_w: width.div_ceil(stride),
-            padded_h: height + pad_top + pad_bottom,
-            padded_w,
-            even_w: padded_w.div_ceil(2),
         }
     }
 
     fn input_dims(&self) -> [usize; 4] {
-        [self.batch, self.channels, self.height, self.width]
+        [
+            self.batch,
+            self.channels,
+            self.plane.height,
+            self.plane.width,
+        ]
     }
 
     fn output_dims(&self) -> [usize; 4] {
-        [self.batch, self.channels, self.out_h, self.out_w]
+        [self.batch, self.channels, self.out_h, self.plane.out_w]
     }
 
     fn plane_in(&self) -> usize {
-        self.height * self.width
+        self.plane.height * self.plane.width
     }
 
     fn plane_out(&self) -> usize {
-        self.out_h * self.out_w
+        self.out_h * self.plane.out_w
     }
 
     fn taps(&self) -> usize {
-        self.kernel * self.kernel
-    }
-
-    /// Where, within a (split) padded row, the run for kernel column `kx` starts.
-    #[inline(always)]
-    fn column(&self, kx: usize) -> usize {
-        match (self.stride, kx % 2) {
-            (1, _) => kx,
-            (_, 0) => kx / 2,
-            _ => self.even_w + kx / 2,
-        }
+        self.plane.kernel * self.plane.kernel
     }
 
     /// Position in a (split) padded row of padded column `column`.
     #[inline(always)]
     fn split_index(&self, column: usize) -> usize {
-        if self.stride == 1 {
+        if self.plane.stride == 1 {
             column
         } else if column.is_multiple_of(2) {
             column / 2
         } else {
-            self.even_w + column / 2
+            self.plane.even_w + column / 2
         }
     }
 
     /// The zero-padded (and for stride 2, column-split) copy of one input plane.
     #[inline(always)]
     fn pad(&self, plane: &[f32]) -> Vec<f32> {
-        let mut padded = vec![0f32; self.padded_h * self.padded_w];
-        for (row, source) in plane.chunks_exact(self.width).enumerate() {
-            let base = (row + self.pad_top) * self.padded_w;
-            let target = &mut padded[base..base + self.padded_w];
-            if self.stride == 1 {
-                target[self.pad_left..self.pad_left + self.width].copy_from_slice(source);
-            } else {
-                // The even columns first, then the odd ones (see `split_index`).
-                let (even, odd) = target.split_at_mut(self.even_w);
-                crate::fast::split_row(source, self.pad_left, even, odd);
-            }
-        }
+        let mut padded = vec![0f32; self.plane.padded_h * self.plane.padded_w];
+        self.plane.pad_plane(plane, &mut padded);
         padded
     }
 
     /// The interior of a padded (split) plane written back as an unpadded plane.
     #[inline(always)]
     fn unpad(&self, padded: &[f32], plane: &mut [f32]) {
-        for (row, target) in plane.chunks_exact_mut(self.width).enumerate() {
-            let base = (row + self.pad_top) * self.padded_w;
-            let source = &padded[base..base + self.padded_w];
-            if self.stride == 1 {
-                target.copy_from_slice(&source[self.pad_left..self.pad_left + self.width]);
+        for (row, target) in plane.chunks_exact_mut(self.plane.width).enumerate() {
+            let base = (row + self.plane.pad_top) * self.plane.padded_w;
+            let source = &padded[base..base + self.plane.padded_w];
+            if self.plane.stride == 1 {
+                target.copy_from_slice(
+                    &source[self.plane.pad_left..self.plane.pad_left + self.plane.width],
+                );
             } else {
                 for (i, value) in target.iter_mut().enumerate() {
-                    *value = source[self.split_index(i + self.pad_left)];
+                    *value = source[self.split_index(i + self.plane.pad_left)];
                 }
             }
         }
@@ -341,8 +309,8 @@ impl Geometry {
     /// The run of padded row `oy * stride + ky` that kernel column `kx` reads for one output row.
     #[inline(always)]
     fn run(&self, oy: usize, ky: usize, kx: usize) -> std::ops::Range<usize> {
-        let start = (oy * self.stride + ky) * self.padded_w + self.column(kx);
-        start..start + self.out_w
+        let start = (oy * self.plane.stride + ky) * self.plane.padded_w + self.plane.tap_column(kx);
+        start..start + self.plane.out_w
     }
 }
 
@@ -371,10 +339,10 @@ fn forward(geometry: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
 #[inline(always)]
 fn forward_plane(g: &Geometry, filter: &[f32], x_plane: &[f32], out_plane: &mut [f32]) {
     let padded = g.pad(x_plane);
-    for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
-        for ky in 0..g.kernel {
-            for kx in 0..g.kernel {
-                let w = filter[ky * g.kernel + kx];
+    for (oy, out_row) in out_plane.chunks_exact_mut(g.plane.out_w).enumerate() {
+        for ky in 0..g.plane.kernel {
+            for kx in 0..g.plane.kernel {
+                let w = filter[ky * g.plane.kernel + kx];
                 let source = &padded[g.run(oy, ky, kx)];
                 for (o, i) in out_row.iter_mut().zip(source) {
                     *o += w * i;
@@ -407,11 +375,11 @@ fn input_grad(geometry: &Geometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
 
 #[inline(always)]
 fn input_grad_plane(g: &Geometry, filter: &[f32], grad_plane: &[f32], dx_plane: &mut [f32]) {
-    let mut padded = vec![0f32; g.padded_h * g.padded_w];
-    for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
-        for ky in 0..g.kernel {
-            for kx in 0..g.kernel {
-                let w = filter[ky * g.kernel + kx];
+    let mut padded = vec![0f32; g.plane.padded_h * g.plane.padded_w];
+    for (oy, grad_row) in grad_plane.chunks_exact(g.plane.out_w).enumerate() {
+        for ky in 0..g.plane.kernel {
+            for kx in 0..g.plane.kernel {
+                let w = filter[ky * g.plane.kernel + kx];
                 let target = &mut padded[g.run(oy, ky, kx)];
                 for (t, d) in target.iter_mut().zip(grad_row) {
                     *t += w * d;
@@ -457,12 +425,12 @@ fn weight_grad_plane(g: &Geometry, x_plane: &[f32], grad_plane: &[f32], plane_gr
     let padded = g.pad(x_plane);
     // One running row per tap: element-wise accumulation vectorises, a dot product (a
     // sequential f32 sum) would not.
-    let mut accumulators = vec![0f32; taps * g.out_w];
-    for (oy, grad_row) in grad_plane.chunks_exact(g.out_w).enumerate() {
-        for ky in 0..g.kernel {
-            for kx in 0..g.kernel {
-                let tap = ky * g.kernel + kx;
-                let accumulator = &mut accumulators[tap * g.out_w..(tap + 1) * g.out_w];
+    let mut accumulators = vec![0f32; taps * g.plane.out_w];
+    for (oy, grad_row) in grad_plane.chunks_exact(g.plane.out_w).enumerate() {
+        for ky in 0..g.plane.kernel {
+            for kx in 0..g.plane.kernel {
+                let tap = ky * g.plane.kernel + kx;
+                let accumulator = &mut accumulators[tap * g.plane.out_w..(tap + 1) * g.plane.out_w];
                 let source = &padded[g.run(oy, ky, kx)];
                 for ((a, d), i) in accumulator.iter_mut().zip(grad_row).zip(source) {
                     *a += d * i;
@@ -472,7 +440,7 @@ fn weight_grad_plane(g: &Geometry, x_plane: &[f32], grad_plane: &[f32], plane_gr
     }
     for (value, accumulator) in plane_grad
         .iter_mut()
-        .zip(accumulators.chunks_exact(g.out_w))
+        .zip(accumulators.chunks_exact(g.plane.out_w))
     {
         *value = accumulator.iter().sum();
     }

@@ -255,25 +255,27 @@ pub fn depthwise_same(x: Tensor<4>, weight: Tensor<4>, stride: usize) -> Tensor<
     depthwise_affine(x, weight, stride, None, false)
 }
 
-/// The shape of one depthwise plane computation.
-struct PlaneGeometry {
-    height: usize,
-    width: usize,
-    kernel: usize,
-    stride: usize,
-    pad_top: usize,
-    pad_left: usize,
-    padded_h: usize,
-    padded_w: usize,
+/// The shape of one depthwise plane computation, the inference kernels' and the training
+/// op's ([`crate::dwconv`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlaneGeometry {
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) pad_top: usize,
+    pub(crate) pad_left: usize,
+    pub(crate) padded_h: usize,
+    pub(crate) padded_w: usize,
     /// Stride 2: width of the even-column half of a split row.
-    even_w: usize,
-    out_w: usize,
+    pub(crate) even_w: usize,
+    pub(crate) out_w: usize,
 }
 
 impl PlaneGeometry {
     /// A `kernel x kernel` window at `stride` over `height x width` planes, TF "same"
     /// padding.
-    fn new([height, width]: [usize; 2], kernel: usize, stride: usize) -> Self {
+    pub(crate) fn new([height, width]: [usize; 2], kernel: usize, stride: usize) -> Self {
         let (pad_top, pad_bottom) = crate::conv::same_padding(height, kernel, stride);
         let (pad_left, pad_right) = crate::conv::same_padding(width, kernel, stride);
         let padded_w = width + pad_left + pad_right;
@@ -312,7 +314,7 @@ impl PlaneGeometry {
     /// row as is at stride 1, split into its even and odd padded columns at stride 2
     /// ([`split_row`]), so that every tap of an output row reads a contiguous run.
     #[inline(always)]
-    fn pad_plane(&self, input: &[f32], padded: &mut [f32]) {
+    pub(crate) fn pad_plane(&self, input: &[f32], padded: &mut [f32]) {
         for (row, source) in input.chunks_exact(self.width).enumerate() {
             let base = (row + self.pad_top) * self.padded_w;
             if self.stride == 1 {
@@ -322,6 +324,16 @@ impl PlaneGeometry {
                 let (even, odd) = padded[base..base + self.padded_w].split_at_mut(self.even_w);
                 split_row(source, self.pad_left, even, odd);
             }
+        }
+    }
+
+    /// Where tap column `kx` of a padded row starts (stride 2: in the even or the odd half).
+    #[inline(always)]
+    pub(crate) fn tap_column(&self, kx: usize) -> usize {
+        match (self.stride, kx % 2) {
+            (1, _) => kx,
+            (_, 0) => kx / 2,
+            _ => self.even_w + kx / 2,
         }
     }
 }
@@ -368,7 +380,7 @@ fn depthwise_plane(
 /// a scalar tail per row: D0's 672 x 32^2 5x5 stride-2 layer 0.69 -> 0.61 ms). The
 /// inference kernels and the training depthwise op ([`crate::dwconv`]) pad through it.
 #[inline(always)]
-pub(crate) fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: &mut [f32]) {
+fn split_row(source: &[f32], pad_left: usize, even: &mut [f32], odd: &mut [f32]) {
     let mut rest = source;
     if pad_left % 2 == 1 {
         odd[pad_left / 2] = source[0];
@@ -502,16 +514,6 @@ pub(crate) fn vector_bytes() -> usize {
 
 /// Output lanes accumulated together in registers (one AVX-512 vector of `f32`).
 const LANES: usize = 16;
-
-/// Where tap column `kx` of a padded row starts (stride 2: in the even or the odd half).
-#[inline(always)]
-fn tap_column(g: &PlaneGeometry, kx: usize) -> usize {
-    match (g.stride, kx % 2) {
-        (1, _) => kx,
-        (_, 0) => kx / 2,
-        _ => g.even_w + kx / 2,
-    }
-}
 
 #[inline(always)]
 fn finish(value: f32, s: f32, b: f32, epilogue: Epilogue) -> f32 {
@@ -750,7 +752,7 @@ pub fn stem_conv3x3_s2(
     }
     // Tap t: input channel t / 9, row (t / 3) % 3, column t % 3 (the weights' order).
     let offsets: [usize; TAPS] = std::array::from_fn(|tap| {
-        (tap / 9) * padded_plane + ((tap / 3) % 3) * g.padded_w + tap_column(&g, tap % 3)
+        (tap / 9) * padded_plane + ((tap / 3) % 3) * g.padded_w + g.tap_column(tap % 3)
     });
     let columns = crate::matmul::Columns::Taps {
         source: &padded,
@@ -785,7 +787,7 @@ fn depthwise_rows_any(
             let row = oy * g.stride + ky;
             for kx in 0..kernel {
                 let w = filter[ky * kernel + kx];
-                let start = row * g.padded_w + tap_column(g, kx);
+                let start = row * g.padded_w + g.tap_column(kx);
                 let source = &padded[start..start + g.out_w];
                 for (o, i) in out_row.iter_mut().zip(source) {
                     *o += w * i;
@@ -1050,7 +1052,7 @@ fn max_pool_plane(g: &PlaneGeometry, padded: &mut [f32], input: &[f32], out_plan
         for ky in 0..g.kernel {
             let row = (oy * g.stride + ky) * g.padded_w;
             for kx in 0..g.kernel {
-                let start = row + tap_column(g, kx);
+                let start = row + g.tap_column(kx);
                 let taps = &padded[start..start + g.out_w];
                 for (out, &value) in out_row.iter_mut().zip(taps) {
                     *out = out.max(value);
