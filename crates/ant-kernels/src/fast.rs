@@ -1339,7 +1339,9 @@ mod tests {
     #[test]
     fn should_compute_the_stem_like_burn() {
         let device = burn::tensor::Device::flex();
-        for (height, width) in [(16, 16), (15, 33), (40, 9)] {
+        // Panels of output pixels across output rows (8 x 8, 8 x 17, 20 x 5) and inside them
+        // (32 x 35: two whole panels a row, the third across its end).
+        for (height, width) in [(16, 16), (15, 33), (40, 9), (64, 70)] {
             let x = Tensor::<4>::random(
                 [1, 3, height, width],
                 burn::tensor::Distribution::Normal(0.0, 1.0),
