@@ -32,7 +32,7 @@ use ant_kernels::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
 use ant_kernels::matmul::{Columns, PackedWeights};
 
 /// One image's feature map: `channels` planes of `height x width`, row-major.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Map {
     /// Channels.
     pub channels: usize,
@@ -49,6 +49,23 @@ pub struct Map {
 impl Drop for Map {
     fn drop(&mut self) {
         ant_kernels::scratch::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// A copy in a buffer from the kernels' scratch, as every map of a frame: a buffer
+/// allocated outside it would be recycled into it on drop, every frame, until same-sized
+/// buffers crowded out the other sizes it keeps (D0 at 512: 54 of 64 kept buffers were
+/// 64 x 64^2 maps, and every smaller map was allocated and zeroed afresh).
+impl Clone for Map {
+    fn clone(&self) -> Self {
+        let mut data = ant_kernels::scratch::take(self.data.len());
+        data.copy_from_slice(&self.data);
+        Self {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            data,
+        }
     }
 }
 
@@ -642,11 +659,15 @@ fn nearest_index_map(in_size: usize, out_size: usize) -> Vec<usize> {
 pub(crate) fn upsample(x: &Map, height: usize, width: usize) -> Map {
     let rows = nearest_index_map(x.height, height);
     let columns = nearest_index_map(x.width, width);
-    let mut data = Vec::with_capacity(x.channels * height * width);
+    // From the kernels' scratch, as every map of a frame (see `Map`'s `Clone`).
+    let mut data = ant_kernels::scratch::take(x.channels * height * width);
+    let mut out_rows = data.chunks_exact_mut(width);
     for plane in x.data.chunks_exact(x.plane()) {
-        for &row in &rows {
+        for (&row, out_row) in rows.iter().zip(&mut out_rows) {
             let source = &plane[row * x.width..(row + 1) * x.width];
-            data.extend(columns.iter().map(|&column| source[column]));
+            for (out, &column) in out_row.iter_mut().zip(&columns) {
+                *out = source[column];
+            }
         }
     }
     Map::new(x.channels, height, width, data)
@@ -710,7 +731,14 @@ impl PreparedNode {
             }
             let weight = self.weights[index];
             fused = Some(match fused {
-                None => x.data.iter().map(|v| v * weight).collect(),
+                None => {
+                    // From the kernels' scratch, as every map of a frame (see `Map`'s `Clone`).
+                    let mut sum = ant_kernels::scratch::take(x.data.len());
+                    for (s, v) in sum.iter_mut().zip(&x.data) {
+                        *s = v * weight;
+                    }
+                    sum
+                }
                 Some(mut sum) => {
                     weighted_add(&mut sum, &x.data, Some(weight));
                     sum
