@@ -860,7 +860,67 @@ pub fn depthwise_planes(
         affine,
         activate,
     };
-    depthwise_planes_in(input, shape, channels, filters, Layout::Auto)
+    depthwise_planes_in(input, shape, channels, filters, Layout::Auto, false).0
+}
+
+/// [`depthwise_planes`], and the mean of each output plane ([`plane_mean`]: the bits of
+/// the same mean taken afterwards), each taken as soon as its plane is written, while it is
+/// still in cache and on the thread that wrote it: a squeeze-excite gate's global pooling
+/// without another pass over the map.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_planes_with_means(
+    input: &[f32],
+    shape: [usize; 3],
+    channels: usize,
+    weights: &[f32],
+    kernel: usize,
+    stride: usize,
+    affine: Option<(&[f32], &[f32])>,
+    activate: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let filters = Filters {
+        weights,
+        kernel,
+        stride,
+        affine,
+        activate,
+    };
+    depthwise_planes_in(input, shape, channels, filters, Layout::Auto, true)
+}
+
+/// The mean of `values`, summed in a fixed order that vectorises (16 interleaved partial
+/// sums, then those in order, then the tail), so that it does not depend on the instruction
+/// set.
+#[inline(always)]
+pub fn plane_mean(values: &[f32]) -> f32 {
+    const PARTIALS: usize = 16;
+    let mut partial = [0f32; PARTIALS];
+    let (chunks, tail) = values.as_chunks::<PARTIALS>();
+    for chunk in chunks {
+        for (sum, value) in partial.iter_mut().zip(chunk) {
+            *sum += value;
+        }
+    }
+    let mut total = 0f32;
+    for sum in partial {
+        total += sum;
+    }
+    for value in tail {
+        total += value;
+    }
+    total / values.len() as f32
+}
+
+/// [`plane_mean`] of each `plane`-long piece of `values`, into `means`.
+fn plane_means(values: &[f32], plane: usize, means: &mut [f32]) {
+    simd(
+        #[inline(always)]
+        || {
+            for (mean, values) in means.iter_mut().zip(values.chunks_exact(plane)) {
+                *mean = plane_mean(values);
+            }
+        },
+    );
 }
 
 /// The filters of a [`depthwise_planes`] call.
@@ -891,7 +951,8 @@ fn depthwise_planes_in(
     channels: usize,
     filters: Filters,
     layout: Layout,
-) -> Vec<f32> {
+    with_means: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let Filters {
         weights,
         kernel,
@@ -911,7 +972,8 @@ fn depthwise_planes_in(
     };
     // Every output plane is written whole: a recycled buffer needs no zeroing.
     let mut output = crate::scratch::take(planes * plane_out);
-    let compute = |scratch: &mut Scratch, (index, out_plane): (usize, &mut [f32])| {
+    let mut means = vec![0f32; if with_means { planes } else { 0 }];
+    let compute = |scratch: &mut Scratch, (index, out_plane, mean): Piece| {
         let channel = index % channels;
         let (s, b) = affine.map_or((1.0, 0.0), |(scale, shift)| {
             (scale[channel], shift[channel])
@@ -926,6 +988,7 @@ fn depthwise_planes_in(
             epilogue,
             out_plane,
         });
+        plane_means(out_plane, plane_out, mean);
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = layout;
@@ -939,7 +1002,7 @@ fn depthwise_planes_in(
     {
         let group_in = lanes::GROUP * plane_in;
         let group_out = lanes::GROUP * plane_out;
-        let compute = |scratch: &mut lanes::GroupScratch, (index, output): (usize, &mut [f32])| {
+        let compute = |scratch: &mut lanes::GroupScratch, (index, output, means): Piece| {
             let channel = (index * lanes::GROUP) % channels;
             let ones = [1f32; lanes::GROUP];
             let zeros = [0f32; lanes::GROUP];
@@ -956,40 +1019,66 @@ fn depthwise_planes_in(
                 output,
             };
             lanes::depthwise_group(simd, &geometry, scratch, group);
+            plane_means(output, plane_out, means);
         };
         let scratch = || lanes::GroupScratch::new(&geometry, plane_out);
-        for_each_chunk(&mut output, group_out, scratch, compute);
-        return output;
+        let pieces = (
+            group_out,
+            &mut means[..],
+            with_means.then_some(lanes::GROUP),
+        );
+        for_each_chunk(&mut output, pieces, scratch, compute);
+        return (output, means);
     }
+    let pieces = (plane_out, &mut means[..], with_means.then_some(1));
     for_each_chunk(
         &mut output,
-        plane_out,
+        pieces,
         || Scratch::new(&geometry, plane_out),
         compute,
     );
-    output
+    (output, means)
 }
 
-/// `compute(state, (index, chunk))` on each `chunk`-long piece of `output`: in parallel
-/// (rayon), each thread with its own state from `init`, when the output is large; else on
-/// the calling thread with one state.
+/// A piece of a depthwise output for [`for_each_chunk`]: its index, its values, and the
+/// means of its planes when asked for (else empty).
+type Piece<'a> = (usize, &'a mut [f32], &'a mut [f32]);
+
+/// `compute(state, (index, chunk, extra))` on each `chunk`-long piece of `output`, where
+/// `(chunk, extras, per_chunk)` = `pieces` gives each piece `per_chunk` values of `extras`
+/// (an empty slice when `None`): in parallel (rayon), each thread with its own state from
+/// `init`, when the output is large; else on the calling thread with one state.
 fn for_each_chunk<S>(
     output: &mut [f32],
-    chunk: usize,
+    (chunk, extras, per_chunk): (usize, &mut [f32], Option<usize>),
     init: impl Fn() -> S + Sync + Send,
-    compute: impl Fn(&mut S, (usize, &mut [f32])) + Sync + Send,
+    compute: impl Fn(&mut S, Piece) + Sync + Send,
 ) {
+    let pieces = output.len() / chunk;
+    let mut none: Vec<&mut [f32]> = Vec::new();
+    let extras: Vec<&mut [f32]> = match per_chunk {
+        Some(per_chunk) => extras.chunks_exact_mut(per_chunk).collect(),
+        None => {
+            none.resize_with(pieces, || &mut []);
+            none
+        }
+    };
+    assert_eq!(extras.len(), pieces, "extras for every piece");
     if output.len() < PARALLEL_MIN_OUTPUTS {
         let mut state = init();
-        for piece in output.chunks_exact_mut(chunk).enumerate() {
-            compute(&mut state, piece);
+        let chunks = output.chunks_exact_mut(chunk).zip(extras).enumerate();
+        for (index, (values, extra)) in chunks {
+            compute(&mut state, (index, values, extra));
         }
     } else {
         use rayon::prelude::*;
         output
             .par_chunks_exact_mut(chunk)
+            .zip(extras)
             .enumerate()
-            .for_each_init(init, compute);
+            .for_each_init(init, |state, (index, (values, extra))| {
+                compute(state, (index, values, extra))
+            });
     }
 }
 
@@ -1239,7 +1328,10 @@ mod tests {
     fn should_give_the_same_bits_with_channels_in_lanes_as_by_planes() {
         // Widths not a multiple of 8 (the transposes' scalar tails), rows shorter and
         // longer than a block of output pixels, odd and even padding, both strides, both
-        // kernels, each epilogue; two images of 16 channels (two groups each).
+        // kernels, each epilogue; two images of 16 channels (two groups each); 48 x 48 at
+        // stride 1 is past PARALLEL_MIN_OUTPUTS (planes in parallel). The means taken with
+        // the planes are the bits of plane_mean over the output afterwards, on every path,
+        // and asking for them leaves the output as it was.
         let values = |n: usize, seed: usize| -> Vec<f32> {
             (0..n)
                 .map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 25.0)
@@ -1247,7 +1339,7 @@ mod tests {
         };
         let channels = 16;
         let (scale, shift) = (values(channels, 1), values(channels, 2));
-        for [height, width] in [[7, 9], [16, 16], [13, 21], [32, 31], [5, 40]] {
+        for [height, width] in [[7, 9], [16, 16], [13, 21], [32, 31], [5, 40], [48, 48]] {
             for (kernel, stride) in [(3, 1), (5, 1), (3, 2), (5, 2)] {
                 for (affine, activate) in [
                     (Some((&scale[..], &shift[..])), true),
@@ -1264,17 +1356,24 @@ mod tests {
                         activate,
                     };
                     let shape = [2 * channels, height, width];
-                    let planes =
-                        depthwise_planes_in(&input, shape, channels, filters, Layout::Planes);
-                    let lanes =
-                        depthwise_planes_in(&input, shape, channels, filters, Layout::Lanes);
-                    let auto = depthwise_planes_in(&input, shape, channels, filters, Layout::Auto);
+                    let run = |layout, with_means| {
+                        depthwise_planes_in(&input, shape, channels, filters, layout, with_means)
+                    };
                     let case =
                         format!("{height}x{width} k{kernel} s{stride} {affine:?} {activate}");
-                    assert!(planes.iter().all(|v| v.is_finite()), "{case}");
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&planes), bits(&lanes), "lanes, {case}");
-                    assert_eq!(bits(&planes), bits(&auto), "auto, {case}");
+                    let (planes, none) = run(Layout::Planes, false);
+                    assert!(none.is_empty(), "{case}");
+                    assert!(planes.iter().all(|v| v.is_finite()), "{case}");
+                    let plane = planes.len() / shape[0];
+                    let means: Vec<f32> = planes.chunks_exact(plane).map(plane_mean).collect();
+                    for layout in [Layout::Planes, Layout::Lanes, Layout::Auto] {
+                        let (output, _) = run(layout, false);
+                        assert_eq!(bits(&planes), bits(&output), "{layout:?}, {case}");
+                        let (output, taken) = run(layout, true);
+                        assert_eq!(bits(&planes), bits(&output), "{layout:?} + means, {case}");
+                        assert_eq!(bits(&means), bits(&taken), "{layout:?} means, {case}");
+                    }
                 }
             }
         }

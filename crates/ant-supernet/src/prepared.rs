@@ -28,7 +28,9 @@ use crate::error::{Result, SupernetError};
 use crate::head::HeadNet;
 use crate::nn::{ConvWeight, SeparableConv};
 use crate::postprocess::{Detections, detect_image};
-use ant_kernels::fast::{batch_norm_affine, depthwise_planes, fast_exp, simd};
+use ant_kernels::fast::{
+    batch_norm_affine, depthwise_planes, depthwise_planes_with_means, fast_exp, plane_mean, simd,
+};
 use ant_kernels::matmul::{Columns, PackedWeights};
 
 /// One image's feature map: `channels` planes of `height x width`, row-major.
@@ -164,7 +166,7 @@ impl Map {
             || {
                 let mut means = Vec::with_capacity(self.channels);
                 for values in self.data.chunks_exact(plane) {
-                    means.push(lane_sum(values) / plane as f32);
+                    means.push(plane_mean(values));
                 }
                 means
             },
@@ -188,27 +190,6 @@ impl pulp::WithSimd for Blend<'_> {
             *v = k + mask * (c - k);
         }
     }
-}
-
-/// A sum in a fixed order that vectorises: 16 interleaved partial sums, then those in order.
-#[inline(always)]
-fn lane_sum(values: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut partial = [0f32; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (sum, value) in partial.iter_mut().zip(chunk) {
-            *sum += value;
-        }
-    }
-    let mut total = 0f32;
-    for sum in partial {
-        total += sum;
-    }
-    for value in chunks.remainder() {
-        total += value;
-    }
-    total
 }
 
 /// What runs on each value after a convolution's bias.
@@ -427,26 +408,43 @@ impl Depthwise {
 
     /// Runs it.
     pub fn run(&self, x: &Map) -> Map {
+        self.run_in(x, false).0
+    }
+
+    /// Runs it, and returns the mean of each output channel beside the output (a
+    /// squeeze-excite gate's pooling, taken as each plane is written: the bits of
+    /// [`Map::channel_means`]).
+    pub fn run_with_means(&self, x: &Map) -> (Map, Vec<f32>) {
+        self.run_in(x, true)
+    }
+
+    fn run_in(&self, x: &Map, with_means: bool) -> (Map, Vec<f32>) {
         let affine = self
             .affine
             .as_ref()
             .map(|(scale, shift)| (scale.as_slice(), shift.as_slice()));
-        let data = depthwise_planes(
-            &x.data,
+        let (shape, activate) = (
             [x.channels, x.height, x.width],
-            x.channels,
-            &self.weights,
-            self.kernel,
-            self.stride,
-            affine,
             self.activation == Activation::Swish,
         );
-        Map::new(
+        let (weights, kernel, stride) = (&self.weights, self.kernel, self.stride);
+        let (data, means) = if with_means {
+            depthwise_planes_with_means(
+                &x.data, shape, x.channels, weights, kernel, stride, affine, activate,
+            )
+        } else {
+            let data = depthwise_planes(
+                &x.data, shape, x.channels, weights, kernel, stride, affine, activate,
+            );
+            (data, Vec::new())
+        };
+        let map = Map::new(
             x.channels,
             x.height.div_ceil(self.stride),
             x.width.div_ceil(self.stride),
             data,
-        )
+        );
+        (map, means)
     }
 }
 
@@ -511,12 +509,12 @@ impl SqueezeExcite {
     }
 
     pub(crate) fn gate(&self, x: &Map) -> Vec<f32> {
-        let hidden: Vec<f32> = self
-            .reduce
-            .run(&x.channel_means())
-            .into_iter()
-            .map(swish)
-            .collect();
+        self.gate_from_means(&x.channel_means())
+    }
+
+    /// [`Self::gate`] from the map's channel means.
+    pub(crate) fn gate_from_means(&self, means: &[f32]) -> Vec<f32> {
+        let hidden: Vec<f32> = self.reduce.run(means).into_iter().map(swish).collect();
         self.expand
             .run(&hidden)
             .into_iter()
@@ -579,14 +577,15 @@ impl PreparedBlock {
 
     /// Runs the block.
     pub fn run(&self, x: &Map) -> Map {
-        let y = match &self.expand {
+        // The squeeze-excite means taken by the depthwise kernel as it writes each plane.
+        let (y, means) = match &self.expand {
             Some(expand) => {
                 let expanded = expand.run(x, Activation::Swish, None);
-                self.depthwise.run(&expanded)
+                self.depthwise.run_with_means(&expanded)
             }
-            None => self.depthwise.run(x),
+            None => self.depthwise.run_with_means(x),
         };
-        let gate = self.se.gate(&y);
+        let gate = self.se.gate_from_means(&means);
         let shortcut = self.residual.then_some(x);
         self.project
             .run_gated(&y, &gate, Activation::Identity, shortcut)
