@@ -660,12 +660,26 @@ pub(crate) fn upsample(x: &Map, height: usize, width: usize) -> Map {
     let columns = nearest_index_map(x.width, width);
     // From the kernels' scratch, as every map of a frame (see `Map`'s `Clone`).
     let mut data = ant_kernels::scratch::take(x.channels * height * width);
-    let mut out_rows = data.chunks_exact_mut(width);
-    for plane in x.data.chunks_exact(x.plane()) {
-        for (&row, out_row) in rows.iter().zip(&mut out_rows) {
+    let planes = x.data.chunks_exact(x.plane());
+    for (plane, out_plane) in planes.zip(data.chunks_exact_mut(height * width)) {
+        for (y, &row) in rows.iter().enumerate() {
+            let (done, rest) = out_plane.split_at_mut(y * width);
+            let out_row = &mut rest[..width];
+            if y > 0 && rows[y - 1] == row {
+                // The previous output row's source row again (every other row at 2x).
+                out_row.copy_from_slice(&done[(y - 1) * width..]);
+                continue;
+            }
             let source = &plane[row * x.width..(row + 1) * x.width];
-            for (out, &column) in out_row.iter_mut().zip(&columns) {
-                *out = source[column];
+            if width == 2 * x.width {
+                // Exactly 2x: output column `o` reads `o / 2`, each value twice.
+                for (pair, &value) in out_row.as_chunks_mut::<2>().0.iter_mut().zip(source) {
+                    *pair = [value; 2];
+                }
+            } else {
+                for (out, &column) in out_row.iter_mut().zip(&columns) {
+                    *out = source[column];
+                }
             }
         }
     }
@@ -1096,5 +1110,35 @@ impl PreparedDetector {
         let logits = flatten(&outputs.class, num_classes);
         let codes = flatten(&outputs.boxes, 4);
         detect_image(&logits, &codes, anchors, num_classes, &self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_upsample_as_the_nearest_index_map_reads() {
+        // Exactly 2x (rows copied, values paired), and ratios that are not (3 -> 5: rows
+        // 0, 0, 1, 1, 2; 4 -> 7; 6 -> 6), on two planes.
+        for ((h, w), (height, width)) in [((4, 5), (8, 10)), ((3, 4), (5, 7)), ((6, 6), (6, 6))] {
+            let x = Map::new(2, h, w, (0..2 * h * w).map(|v| v as f32).collect());
+            let (rows, columns) = (nearest_index_map(h, height), nearest_index_map(w, width));
+            let expected: Vec<f32> = (0..2)
+                .flat_map(|c| {
+                    let (rows, columns) = (&rows, &columns);
+                    rows.iter().flat_map(move |&r| {
+                        columns
+                            .iter()
+                            .map(move |&col| (c * h * w + r * w + col) as f32)
+                    })
+                })
+                .collect();
+            assert_eq!(
+                upsample(&x, height, width).data,
+                expected,
+                "{h}x{w} -> {height}x{width}"
+            );
+        }
     }
 }
