@@ -863,28 +863,16 @@ pub fn depthwise_planes(
     depthwise_planes_in(input, shape, channels, filters, Layout::Auto, false).0
 }
 
-/// [`depthwise_planes`], and the mean of each output plane ([`plane_mean`]: the bits of
-/// the same mean taken afterwards), each taken as soon as its plane is written, while it is
-/// still in cache and on the thread that wrote it: a squeeze-excite gate's global pooling
-/// without another pass over the map.
-#[allow(clippy::too_many_arguments)]
+/// [`depthwise_planes`] with its filters in one [`Filters`], and the mean of each output
+/// plane ([`plane_mean`]: the bits of the same mean taken afterwards), each taken as soon as
+/// its plane is written, while it is still in cache and on the thread that wrote it: a
+/// squeeze-excite gate's global pooling without another pass over the map.
 pub fn depthwise_planes_with_means(
     input: &[f32],
     shape: [usize; 3],
     channels: usize,
-    weights: &[f32],
-    kernel: usize,
-    stride: usize,
-    affine: Option<(&[f32], &[f32])>,
-    activate: bool,
+    filters: Filters,
 ) -> (Vec<f32>, Vec<f32>) {
-    let filters = Filters {
-        weights,
-        kernel,
-        stride,
-        affine,
-        activate,
-    };
     depthwise_planes_in(input, shape, channels, filters, Layout::Auto, true)
 }
 
@@ -923,14 +911,19 @@ fn plane_means(values: &[f32], plane: usize, means: &mut [f32]) {
     );
 }
 
-/// The filters of a [`depthwise_planes`] call.
-#[derive(Clone, Copy)]
-struct Filters<'a> {
-    weights: &'a [f32],
-    kernel: usize,
-    stride: usize,
-    affine: Option<(&'a [f32], &'a [f32])>,
-    activate: bool,
+/// The filters of a depthwise layer, as [`depthwise_planes`] takes them one by one.
+#[derive(Clone, Copy, Debug)]
+pub struct Filters<'a> {
+    /// `[channels, kernel, kernel]`.
+    pub weights: &'a [f32],
+    /// 3, 5, or any size on the generic path.
+    pub kernel: usize,
+    /// 1 or 2.
+    pub stride: usize,
+    /// Per channel `(scale, shift)` after the sums, when given.
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    /// Swish after the affine.
+    pub activate: bool,
 }
 
 /// Which kernel [`depthwise_planes_in`] runs: one plane at a time, or (on AVX2, channels a

@@ -29,7 +29,8 @@ use crate::head::HeadNet;
 use crate::nn::{ConvWeight, SeparableConv};
 use crate::postprocess::{Detections, detect_image};
 use ant_kernels::fast::{
-    batch_norm_affine, depthwise_planes, depthwise_planes_with_means, fast_exp, plane_mean, simd,
+    Filters, batch_norm_affine, depthwise_planes, depthwise_planes_with_means, fast_exp,
+    plane_mean, simd,
 };
 use ant_kernels::matmul::{Columns, PackedWeights};
 
@@ -427,11 +428,16 @@ impl Depthwise {
             [x.channels, x.height, x.width],
             self.activation == Activation::Swish,
         );
-        let (weights, kernel, stride) = (&self.weights, self.kernel, self.stride);
+        let (weights, kernel, stride) = (&self.weights[..], self.kernel, self.stride);
         let (data, means) = if with_means {
-            depthwise_planes_with_means(
-                &x.data, shape, x.channels, weights, kernel, stride, affine, activate,
-            )
+            let filters = Filters {
+                weights,
+                kernel,
+                stride,
+                affine,
+                activate,
+            };
+            depthwise_planes_with_means(&x.data, shape, x.channels, filters)
         } else {
             let data = depthwise_planes(
                 &x.data, shape, x.channels, weights, kernel, stride, affine, activate,
