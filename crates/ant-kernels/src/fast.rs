@@ -873,7 +873,8 @@ pub fn depthwise_planes_with_means(
     channels: usize,
     filters: Filters,
 ) -> (Vec<f32>, Vec<f32>) {
-    depthwise_planes_in(input, shape, channels, filters, Layout::Auto, true)
+    let (output, means) = depthwise_planes_in(input, shape, channels, filters, Layout::Auto, true);
+    (output, means.unwrap_or_default())
 }
 
 /// The mean of `values`, summed in a fixed order that vectorises (16 interleaved partial
@@ -900,7 +901,7 @@ pub fn plane_mean(values: &[f32]) -> f32 {
 }
 
 /// [`plane_mean`] of each `plane`-long piece of `values`, into `means`.
-fn plane_means(values: &[f32], plane: usize, means: &mut [f32]) {
+pub fn plane_means(values: &[f32], plane: usize, means: &mut [f32]) {
     simd(
         #[inline(always)]
         || {
@@ -945,7 +946,7 @@ fn depthwise_planes_in(
     filters: Filters,
     layout: Layout,
     with_means: bool,
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let Filters {
         weights,
         kernel,
@@ -965,7 +966,7 @@ fn depthwise_planes_in(
     };
     // Every output plane is written whole: a recycled buffer needs no zeroing.
     let mut output = crate::scratch::take(planes * plane_out);
-    let mut means = vec![0f32; if with_means { planes } else { 0 }];
+    let mut means = vec![0f32; planes];
     let compute = |scratch: &mut Scratch, (index, out_plane, mean): Piece| {
         let channel = index % channels;
         let (s, b) = affine.map_or((1.0, 0.0), |(scale, shift)| {
@@ -981,7 +982,9 @@ fn depthwise_planes_in(
             epilogue,
             out_plane,
         });
-        plane_means(out_plane, plane_out, mean);
+        if with_means {
+            plane_means(out_plane, plane_out, mean);
+        }
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = layout;
@@ -1012,62 +1015,57 @@ fn depthwise_planes_in(
                 output,
             };
             lanes::depthwise_group(simd, &geometry, scratch, group);
-            plane_means(output, plane_out, means);
+            if with_means {
+                plane_means(output, plane_out, means);
+            }
         };
         let scratch = || lanes::GroupScratch::new(&geometry, plane_out);
-        let pieces = (
-            group_out,
-            &mut means[..],
-            with_means.then_some(lanes::GROUP),
-        );
+        let pieces = (group_out, &mut means[..], lanes::GROUP);
         for_each_chunk(&mut output, pieces, scratch, compute);
-        return (output, means);
+        return (output, with_means.then_some(means));
     }
-    let pieces = (plane_out, &mut means[..], with_means.then_some(1));
+    let pieces = (plane_out, &mut means[..], 1);
     for_each_chunk(
         &mut output,
         pieces,
         || Scratch::new(&geometry, plane_out),
         compute,
     );
-    (output, means)
+    (output, with_means.then_some(means))
 }
 
 /// A piece of a depthwise output for [`for_each_chunk`]: its index, its values, and the
-/// means of its planes when asked for (else empty).
+/// means of its planes.
 type Piece<'a> = (usize, &'a mut [f32], &'a mut [f32]);
 
 /// `compute(state, (index, chunk, extra))` on each `chunk`-long piece of `output`, where
-/// `(chunk, extras, per_chunk)` = `pieces` gives each piece `per_chunk` values of `extras`
-/// (an empty slice when `None`): in parallel (rayon), each thread with its own state from
-/// `init`, when the output is large; else on the calling thread with one state.
+/// `(chunk, extras, per_chunk)` = `pieces` gives each piece its `per_chunk` values of
+/// `extras`: in parallel (rayon), each thread with its own state from `init`, when the
+/// output is large; else on the calling thread with one state.
 fn for_each_chunk<S>(
     output: &mut [f32],
-    (chunk, extras, per_chunk): (usize, &mut [f32], Option<usize>),
+    (chunk, extras, per_chunk): (usize, &mut [f32], usize),
     init: impl Fn() -> S + Sync + Send,
     compute: impl Fn(&mut S, Piece) + Sync + Send,
 ) {
-    let pieces = output.len() / chunk;
-    let mut none: Vec<&mut [f32]> = Vec::new();
-    let extras: Vec<&mut [f32]> = match per_chunk {
-        Some(per_chunk) => extras.chunks_exact_mut(per_chunk).collect(),
-        None => {
-            none.resize_with(pieces, || &mut []);
-            none
-        }
-    };
-    assert_eq!(extras.len(), pieces, "extras for every piece");
+    assert_eq!(
+        extras.len() / per_chunk,
+        output.len() / chunk,
+        "extras for every piece"
+    );
     if output.len() < PARALLEL_MIN_OUTPUTS {
         let mut state = init();
-        let chunks = output.chunks_exact_mut(chunk).zip(extras).enumerate();
-        for (index, (values, extra)) in chunks {
+        let pieces = output
+            .chunks_exact_mut(chunk)
+            .zip(extras.chunks_exact_mut(per_chunk));
+        for (index, (values, extra)) in pieces.enumerate() {
             compute(&mut state, (index, values, extra));
         }
     } else {
         use rayon::prelude::*;
         output
             .par_chunks_exact_mut(chunk)
-            .zip(extras)
+            .zip(extras.par_chunks_exact_mut(per_chunk))
             .enumerate()
             .for_each_init(init, |state, (index, (values, extra))| {
                 compute(state, (index, values, extra))
@@ -1356,7 +1354,7 @@ mod tests {
                         format!("{height}x{width} k{kernel} s{stride} {affine:?} {activate}");
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     let (planes, none) = run(Layout::Planes, false);
-                    assert!(none.is_empty(), "{case}");
+                    assert!(none.is_none(), "{case}");
                     assert!(planes.iter().all(|v| v.is_finite()), "{case}");
                     let plane = planes.len() / shape[0];
                     let means: Vec<f32> = planes.chunks_exact(plane).map(plane_mean).collect();
@@ -1365,6 +1363,7 @@ mod tests {
                         assert_eq!(bits(&planes), bits(&output), "{layout:?}, {case}");
                         let (output, taken) = run(layout, true);
                         assert_eq!(bits(&planes), bits(&output), "{layout:?} + means, {case}");
+                        let taken = taken.expect("means asked for");
                         assert_eq!(bits(&means), bits(&taken), "{layout:?} means, {case}");
                     }
                 }

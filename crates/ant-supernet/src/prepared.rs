@@ -30,7 +30,7 @@ use crate::nn::{ConvWeight, SeparableConv};
 use crate::postprocess::{Detections, detect_image};
 use ant_kernels::fast::{
     Filters, batch_norm_affine, depthwise_planes, depthwise_planes_with_means, fast_exp,
-    plane_mean, simd,
+    plane_means, simd,
 };
 use ant_kernels::matmul::{Columns, PackedWeights};
 
@@ -161,17 +161,9 @@ impl Map {
     /// The mean of each channel (global average pooling), each a sum in a fixed order, so
     /// the result does not depend on the instruction set.
     pub fn channel_means(&self) -> Vec<f32> {
-        let plane = self.plane();
-        simd(
-            #[inline(always)]
-            || {
-                let mut means = Vec::with_capacity(self.channels);
-                for values in self.data.chunks_exact(plane) {
-                    means.push(plane_mean(values));
-                }
-                means
-            },
-        )
+        let mut means = vec![0.0; self.channels];
+        plane_means(&self.data, self.plane(), &mut means);
+        means
     }
 }
 
