@@ -268,18 +268,6 @@ impl Geometry {
         self.plane.kernel * self.plane.kernel
     }
 
-    /// Position in a (split) padded row of padded column `column`.
-    #[inline(always)]
-    fn split_index(&self, column: usize) -> usize {
-        if self.plane.stride == 1 {
-            column
-        } else if column.is_multiple_of(2) {
-            column / 2
-        } else {
-            self.plane.even_w + column / 2
-        }
-    }
-
     /// The zero-padded (and for stride 2, column-split) copy of one input plane.
     #[inline(always)]
     fn pad(&self, plane: &[f32]) -> Vec<f32> {
@@ -300,7 +288,7 @@ impl Geometry {
                 );
             } else {
                 for (i, value) in target.iter_mut().enumerate() {
-                    *value = source[self.split_index(i + self.plane.pad_left)];
+                    *value = source[self.plane.tap_column(i + self.plane.pad_left)];
                 }
             }
         }

@@ -327,7 +327,8 @@ impl PlaneGeometry {
         }
     }
 
-    /// Where tap column `kx` of a padded row starts (stride 2: in the even or the odd half).
+    /// Where tap column `kx` of a padded row starts (stride 2: in the even or the odd half);
+    /// the same as where padded column `kx` itself lies in a split row.
     #[inline(always)]
     pub(crate) fn tap_column(&self, kx: usize) -> usize {
         match (self.stride, kx % 2) {
